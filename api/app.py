@@ -1,0 +1,106 @@
+"""The FastAPI application. Uvicorn runs it with `api.app:create_app` as a factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api import errors
+from api.middleware import AuthMiddleware, RequestIdMiddleware
+from api.resources import CompletionHub, Doorbell, Resources, create_pool
+from api.routes import accounts, health, operations, wallets
+from api.schemas import Problem
+from shared.queue import make_celery
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("paysys.api")
+
+DESCRIPTION = """
+Wallets, top-ups and transfers over a double-entry ledger.
+
+Money-moving requests are asynchronous: they answer `202 Accepted` with an operation
+once it is durably recorded, and a worker applies it. Poll `GET /v1/operations/{id}`
+(or long-poll it with `?wait=`). Every `/v1` route needs `Authorization: Bearer <key>`;
+errors are `application/problem+json` with a machine-readable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_url = settings.require_redis_url()
+        pool = await create_pool(settings)
+        redis = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
+        # The subscription blocks reading for long stretches: no socket timeout on it.
+        hub_redis = aioredis.from_url(redis_url, socket_connect_timeout=1,
+                                      health_check_interval=15)
+        celery = make_celery(settings)
+        hub = CompletionHub(hub_redis, settings)
+        resources = Resources(
+            settings=settings, pool=pool, redis=redis, celery=celery,
+            doorbell=Doorbell(redis, celery, settings), hub=hub,
+        )
+        resources.background.append(asyncio.create_task(hub.run()))
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            for task in resources.background:
+                task.cancel()
+            await resources.doorbell.drain()
+            await asyncio.gather(*resources.background, return_exceptions=True)
+            await pool.close()
+            await redis.aclose()
+            await hub_redis.aclose()
+
+    app = FastAPI(
+        title="paysys",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(accounts.router)
+    app.include_router(wallets.router)
+    app.include_router(operations.router)
+    # Added last = runs first: request id, then authentication.
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {}).update(
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        .pop("$defs", {})
+    )
+    components["schemas"]["Problem"] = {
+        k: v for k, v in Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}").items() if k != "$defs"
+    }
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: sk_..."}
+    }
+    for path, item in schema.get("paths", {}).items():
+        if path.startswith("/v1"):
+            for operation in item.values():
+                operation["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

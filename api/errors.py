@@ -1,0 +1,95 @@
+"""One place that turns every failure into RFC 9457 problem+json.
+
+Refusals are `PaysysError`s. Framework errors (validation, unknown route, wrong method)
+are mapped onto the same codes. A dependency that is down is a 503
+`service_unavailable`; anything else unexpected is logged and answered with a bare 500
+problem document, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import redis.exceptions
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.responses import error_response, problem
+from shared.errors import FieldError, PaysysError, ServiceUnavailable, ValidationFailed
+
+log = logging.getLogger("paysys.api")
+
+# What a database or Redis outage looks like from the API.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout: the database is not keeping up
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def field_errors(raw: list[Any]) -> list[FieldError]:
+    errors = []
+    for err in raw:
+        loc = [part for part in err.get("loc", ()) if part != "__root__"]
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error")
+            msg = f"The body is not valid JSON: {reason}" if reason else "The body is not valid JSON"
+        errors.append(FieldError(loc, msg))
+    return errors
+
+
+async def _paysys_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PaysysError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(ValidationFailed(field_errors(list(exc.errors()))))
+
+
+_HTTP_CODES = {
+    404: ("not_found", "Not found", "No such route"),
+    405: ("method_not_allowed", "Method not allowed", "This method is not allowed on this route"),
+    413: ("payload_too_large", "Payload too large", "The request body is too large"),
+}
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title, detail = _HTTP_CODES.get(
+        exc.status_code, ("http_error", "HTTP error", str(exc.detail))
+    )
+    return problem(exc.status_code, code, title, detail, headers=exc.headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return error_response(ServiceUnavailable())
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "The request could not be completed")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(PaysysError, _paysys_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(exc_type, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

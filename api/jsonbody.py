@@ -1,0 +1,52 @@
+"""Request bodies parsed without floats.
+
+FastAPI reads JSON with the standard parser, which turns `10.005` into a float and would
+let `1e3`, `NaN` or `Infinity` through. Routes of `JsonRoute` read numbers as
+`JsonNumber` (their literal text) instead, refuse NaN and Infinity, and turn any parse
+failure (malformed, too deeply nested, not UTF-8, an integer of thousands of digits) into
+the JSON decode error that FastAPI answers with 422.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.money import JsonNumber
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def loads(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_float=JsonNumber, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
+    except ValueError as exc:  # NaN/Infinity, bad UTF-8, an int too long to convert
+        raise json.JSONDecodeError(str(exc), "", 0) from None
+
+
+class DecimalJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(DecimalJSONRequest(request.scope, request.receive))
+
+        return route_handler

@@ -1,0 +1,104 @@
+"""Pure ASGI middleware (no per-request task or body copy): request ids and API keys.
+
+Authentication runs before routing, so an unauthenticated client learns nothing about
+`/v1` (not even which routes exist) and every `/v1` route is covered without having to
+remember a dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import UNAVAILABLE_ERRORS
+from api.responses import error_response
+from shared import apikeys
+from shared.errors import PaysysError, ServiceUnavailable, Unauthorized
+from shared.ids import uuid7
+from shared.intake import repository as repo
+
+log = logging.getLogger("paysys.api")
+
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _send_error(exc: PaysysError, scope: Scope, receive: Receive, send: Send) -> None:
+    await error_response(exc)(scope, receive, send)
+
+
+class RequestIdMiddleware:
+    """Takes the client's `X-Request-Id` (if well formed) or makes one, and echoes it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _REQUEST_ID_RE.fullmatch(given) else uuid7().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class AuthMiddleware:
+    """`Authorization: Bearer <key>` on every /v1 route; puts the tenant in the scope."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        key = self._bearer(scope)
+        if key is None:
+            await _send_error(Unauthorized(), scope, receive, send)
+            return
+        resources: Any = scope["app"].state.resources
+        digest = apikeys.hash_key(key)
+        try:
+            async with resources.pool.acquire() as conn:
+                row = await repo.tenant_for_key_hash(conn, digest)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable during authentication: %r", exc)
+            await _send_error(ServiceUnavailable(), scope, receive, send)
+            return
+        if row is None or not apikeys.digests_match(row["key_hash"], digest):
+            await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
+            return
+        scope.setdefault("state", {})["tenant_id"] = row["tenant_id"]
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _bearer(scope: Scope) -> str | None:
+        raw = _header(scope, b"authorization")
+        if raw is None:
+            return None
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        scheme, _, key = text.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not apikeys.well_formed(key):
+            return None
+        return key

@@ -1,0 +1,136 @@
+"""What the API process holds open: the database pool, Redis, the Celery sender, the
+doorbell and the completion hub. Created in the app's lifespan, reached by routes through
+`request.app.state.resources`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from celery import Celery
+
+from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
+from shared.queue import DRAIN_TASK
+from shared.settings import Settings
+
+log = logging.getLogger("paysys.api")
+
+Pool = asyncpg.Pool  # type: ignore[type-arg]
+
+
+async def create_pool(settings: Settings) -> Pool:
+    # min_size=0: the API starts (and answers 503) while PostgreSQL is down.
+    return await asyncpg.create_pool(
+        settings.asyncpg_dsn,
+        min_size=0,
+        max_size=settings.db_pool_size,
+        timeout=settings.db_connect_timeout,
+        command_timeout=settings.db_statement_timeout,
+        max_inactive_connection_lifetime=60,
+        server_settings={
+            "application_name": "paysys-api",
+            "lock_timeout": f"{int(settings.idempotency_lock_timeout * 1000)}ms",
+            "statement_timeout": f"{int(settings.db_statement_timeout * 1000)}ms",
+            "idle_in_transaction_session_timeout": "30s",
+        },
+    )
+
+
+class Doorbell:
+    """Wakes a worker after an operation is committed (see shared/doorbell.py)."""
+
+    def __init__(self, redis: aioredis.Redis, celery: Celery, settings: Settings):
+        self._redis = redis
+        self._celery = celery
+        self._key = doorbell_key(settings)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._last_warning = 0.0
+
+    def ring(self) -> None:
+        """Ring in the background: the response does not wait for Redis."""
+        task = asyncio.create_task(self._ring())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _ring(self) -> None:
+        try:
+            if await self._redis.set(self._key, "1", nx=True, ex=DOORBELL_TTL):
+                try:
+                    await asyncio.to_thread(self._celery.send_task, DRAIN_TASK)
+                except Exception:
+                    await self._redis.delete(self._key)
+                    raise
+        except Exception as exc:  # the sweeper re-sends it; say so, but not 1000 times a second
+            now = time.monotonic()
+            if now - self._last_warning > 5:
+                self._last_warning = now
+                log.warning("could not wake a worker (the sweeper will): %r", exc)
+
+    async def drain(self) -> None:
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=2)
+
+
+class CompletionHub:
+    """Wakes `?wait=` long polls when a worker publishes that an operation completed.
+
+    A notification can be lost (Redis restarted, the subscription reconnecting); waiters
+    re-read the database at least once a second, so a lost one costs latency only.
+    """
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings):
+        self._redis = redis
+        self._channel = completions_channel(settings)
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiters.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            events = self._waiters.get(key)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[key]
+
+    def _notify(self, keys: list[str]) -> None:
+        for key in keys:
+            for event in self._waiters.get(key, ()):
+                event.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    while True:
+                        message = await pubsub.get_message(timeout=30)
+                        if message is None or not self._waiters:
+                            continue
+                        self._notify(orjson.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("completion subscription lost, reconnecting: %r", exc)
+                await asyncio.sleep(1)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: Pool
+    redis: aioredis.Redis
+    celery: Celery
+    doorbell: Doorbell
+    hub: CompletionHub
+    background: list[asyncio.Task[None]] = field(default_factory=list)

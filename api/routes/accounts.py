@@ -1,0 +1,89 @@
+"""Accounts: each has one USD wallet, created with it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+from starlette.responses import Response
+
+from api import serialize
+from api.deps import (
+    Cursor,
+    IdempotencyKeyHeader,
+    Limit,
+    problem_responses,
+    resources,
+    tenant_id,
+)
+from api.jsonbody import JsonRoute
+from api.resources import Resources
+from api.responses import JSON
+from api.routes.common import accepted_response, check_currency
+from api.schemas import Account, AccountCreate, AccountPage
+from shared.errors import NotFound
+from shared.intake import repository as repo
+from shared.intake import service as intake
+
+router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["accounts"])
+
+AccountId = Annotated[UUID, Path(description="Account id")]
+
+
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=Account,
+    summary="Create an account and its USD wallet",
+    responses=problem_responses(409, 413, 422, 429),
+)
+async def create_account(
+    body: AccountCreate,
+    idempotency_key: IdempotencyKeyHeader = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    check_currency(body.currency)
+    accepted = await intake.create_account(
+        res.pool, tenant_id=tenant, idempotency_key=idempotency_key, name=body.name,
+        currency=body.currency,
+    )
+    document = serialize.account(accepted.resource)
+    return accepted_response(accepted, document, f"/v1/accounts/{document['id']}")
+
+
+@router.get(
+    "/accounts",
+    response_model=AccountPage,
+    summary="List accounts, newest first",
+    responses=problem_responses(422, 429),
+)
+async def list_accounts(
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    before = serialize.decode_cursor(cursor)
+    async with res.pool.acquire() as conn:
+        rows = await repo.list_accounts(conn, tenant, before, limit + 1)
+    return JSON(serialize.page(rows, limit, serialize.account, "seq"))
+
+
+@router.get(
+    "/accounts/{account_id}",
+    response_model=Account,
+    summary="Get an account",
+    responses=problem_responses(404, 422, 429),
+)
+async def get_account(
+    account_id: AccountId,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    async with res.pool.acquire() as conn:
+        row = await repo.get_account(conn, account_id, tenant)
+    if row is None:
+        raise NotFound(f"Account {account_id} not found")
+    return JSON(serialize.account(row))

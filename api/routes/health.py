@@ -1,0 +1,50 @@
+"""Liveness and readiness (no authentication)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from api.deps import resources
+from api.errors import UNAVAILABLE_ERRORS
+from api.resources import Resources
+from api.responses import JSON
+from api.schemas import Health
+from shared.intake import repository as repo
+
+router = APIRouter(tags=["health"])
+
+READY_TIMEOUT = 2.0
+
+
+@router.get("/healthz", response_model=Health, summary="The process is running")
+async def healthz() -> Response:
+    return JSON({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="PostgreSQL and Redis answer",
+    responses={503: {"description": "A dependency does not answer; `checks` says which"}},
+)
+async def readyz(res: Resources = Depends(resources)) -> Response:
+    async def postgres() -> None:
+        async with res.pool.acquire() as conn:
+            await repo.ping(conn)
+
+    async def redis() -> None:
+        await res.redis.ping()
+
+    checks = {}
+    for name, check in (("postgres", postgres), ("redis", redis)):
+        try:
+            await asyncio.wait_for(check(), READY_TIMEOUT)
+            checks[name] = "ok"
+        except (*UNAVAILABLE_ERRORS, TimeoutError):
+            checks[name] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return JSON({"status": "ok" if ready else "unavailable", "checks": checks},
+                status_code=200 if ready else 503)

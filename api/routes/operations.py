@@ -1,0 +1,103 @@
+"""Transfers, and the status of any operation (with long poll)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+from starlette.responses import Response
+
+from api import serialize
+from api.deps import (
+    IdempotencyKeyHeader,
+    Wait,
+    problem_responses,
+    request_id,
+    required_key,
+    resources,
+    tenant_id,
+)
+from api.jsonbody import JsonRoute
+from api.resources import Resources
+from api.responses import JSON
+from api.routes.common import accepted_response, check_currency
+from api.schemas import Operation, TransferCreate
+from shared.errors import NotFound, SameWallet
+from shared.intake import repository as repo
+from shared.intake import service as intake
+
+router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["operations"])
+
+OperationId = Annotated[UUID, Path(description="Operation id")]
+
+# A long poll re-reads the database at least this often, in case a completion
+# notification was lost.
+WAIT_RECHECK_SECONDS = 1.0
+
+
+@router.post(
+    "/transfers",
+    status_code=202,
+    response_model=Operation,
+    summary="Move money between two wallets (asynchronous: poll the operation)",
+    responses=problem_responses(400, 404, 409, 413, 422, 429),
+)
+async def create_transfer(
+    body: TransferCreate,
+    idempotency_key: IdempotencyKeyHeader = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+    req_id: str | None = Depends(request_id),
+) -> Response:
+    key = required_key(idempotency_key)
+    check_currency(body.currency)
+    if body.from_wallet_id == body.to_wallet_id:
+        raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
+    accepted = await intake.create_transfer(
+        res.pool, tenant_id=tenant, idempotency_key=key, from_wallet_id=body.from_wallet_id,
+        to_wallet_id=body.to_wallet_id, amount=body.amount, currency=body.currency,
+        reference=body.reference, request_id=req_id,
+    )
+    if not accepted.replayed:
+        res.doorbell.ring()
+    document = serialize.operation(accepted.resource)
+    return accepted_response(accepted, document, f"/v1/operations/{document['id']}")
+
+
+@router.get(
+    "/operations/{operation_id}",
+    response_model=Operation,
+    summary="Get an operation; with ?wait=S, wait up to S seconds for it to be final",
+    responses=problem_responses(404, 422, 429),
+)
+async def get_operation(
+    operation_id: OperationId,
+    wait: Wait = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    async with res.pool.acquire() as conn:
+        row = await repo.get_operation(conn, operation_id, tenant)
+    if row is None:
+        raise NotFound(f"Operation {operation_id} not found")
+    if wait and row["status"] == "pending":
+        deadline = time.monotonic() + wait
+        with res.hub.watch(f"o:{operation_id}") as completed:
+            while row is not None and row["status"] == "pending":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(
+                        completed.wait(), timeout=min(remaining, WAIT_RECHECK_SECONDS)
+                    )
+                except TimeoutError:
+                    pass
+                completed.clear()
+                async with res.pool.acquire() as conn:
+                    row = await repo.get_operation(conn, operation_id, tenant)
+    assert row is not None
+    return JSON(serialize.operation(row))

@@ -1,0 +1,99 @@
+"""Wallets: balance, statement, and replenishments (top-ups)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+from starlette.responses import Response
+
+from api import serialize
+from api.deps import (
+    Cursor,
+    IdempotencyKeyHeader,
+    Limit,
+    problem_responses,
+    request_id,
+    required_key,
+    resources,
+    tenant_id,
+)
+from api.jsonbody import JsonRoute
+from api.resources import Resources
+from api.responses import JSON
+from api.routes.common import accepted_response, check_currency
+from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
+from shared.errors import NotFound
+from shared.intake import repository as repo
+from shared.intake import service as intake
+
+router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["wallets"])
+
+WalletId = Annotated[UUID, Path(description="Wallet id")]
+
+
+@router.get(
+    "/wallets/{wallet_id}",
+    response_model=Wallet,
+    summary="Get a wallet and its balance",
+    responses=problem_responses(404, 422, 429),
+)
+async def get_wallet(
+    wallet_id: WalletId,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    async with res.pool.acquire() as conn:
+        row = await repo.get_wallet(conn, wallet_id, tenant)
+    if row is None:
+        raise NotFound(f"Wallet {wallet_id} not found")
+    return JSON(serialize.wallet(row))
+
+
+@router.get(
+    "/wallets/{wallet_id}/postings",
+    response_model=PostingPage,
+    summary="The wallet's statement: postings, newest first, with the balance after each",
+    responses=problem_responses(404, 422, 429),
+)
+async def list_postings(
+    wallet_id: WalletId,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+) -> Response:
+    before = serialize.decode_cursor(cursor)
+    async with res.pool.acquire() as conn:
+        if await repo.get_wallet(conn, wallet_id, tenant) is None:
+            raise NotFound(f"Wallet {wallet_id} not found")
+        rows = await repo.list_postings(conn, wallet_id, before, limit + 1)
+    return JSON(serialize.page(rows, limit, serialize.posting, "entry_no"))
+
+
+@router.post(
+    "/wallets/{wallet_id}/replenishments",
+    status_code=202,
+    response_model=Operation,
+    summary="Top up a wallet (asynchronous: poll the operation)",
+    responses=problem_responses(400, 404, 409, 413, 422, 429),
+)
+async def create_replenishment(
+    wallet_id: WalletId,
+    body: ReplenishmentCreate,
+    idempotency_key: IdempotencyKeyHeader = None,
+    res: Resources = Depends(resources),
+    tenant: UUID = Depends(tenant_id),
+    req_id: str | None = Depends(request_id),
+) -> Response:
+    key = required_key(idempotency_key)
+    check_currency(body.currency)
+    accepted = await intake.create_replenishment(
+        res.pool, tenant_id=tenant, idempotency_key=key, wallet_id=wallet_id,
+        amount=body.amount, currency=body.currency, reference=body.reference, request_id=req_id,
+    )
+    if not accepted.replayed:
+        res.doorbell.ring()
+    document = serialize.operation(accepted.resource)
+    return accepted_response(accepted, document, f"/v1/operations/{document['id']}")

@@ -1,0 +1,121 @@
+"""Database rows to response documents: amounts as two-decimal strings, times in RFC 3339
+UTC, ids as strings."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import FieldError, ValidationFailed
+from shared.intake.repository import Record
+from shared.money import format_cents
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def wallet(row: Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "account_id": str(row["account_id"]),
+        "currency": row["currency"],
+        "balance": format_cents(row["balance"]),
+        "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+def account(row: Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "created_at": timestamp(row["created_at"]),
+        "wallet": {
+            "id": str(row["wallet_id"]),
+            "account_id": str(row["id"]),
+            "currency": row["currency"],
+            "balance": format_cents(row["balance"]),
+            "updated_at": timestamp(row["updated_at"]),
+        },
+    }
+
+
+def operation(row: Record) -> dict[str, Any]:
+    error = None
+    if row["error_code"] is not None:
+        error = {"code": row["error_code"], "message": row["error_message"] or ""}
+    return {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "status": row["status"],
+        "amount": format_cents(row["amount"]),
+        "currency": row["currency"],
+        "wallet_id": _id(row["wallet_id"]),
+        "from_wallet_id": _id(row["from_wallet_id"]),
+        "to_wallet_id": _id(row["to_wallet_id"]),
+        "reference": row["reference"],
+        "batch_id": _id(row["batch_id"]),
+        "transaction_id": _id(row["transaction_id"]),
+        "error": error,
+        "created_at": timestamp(row["created_at"]),
+        "completed_at": timestamp(row["completed_at"]),
+    }
+
+
+def posting(row: Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "transaction_id": str(row["transaction_id"]),
+        "operation_id": str(row["operation_id"]),
+        "type": row["type"],
+        "amount": format_cents(row["amount"]),
+        "balance_after": format_cents(row["balance_after"]),
+        "created_at": timestamp(row["created_at"]),
+    }
+
+
+# Cursors are opaque to clients: a position in the listing, base64url-encoded.
+_CURSOR_PREFIX = "p1:"
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        if len(cursor) > 64:
+            raise ValueError
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        if not raw.startswith(_CURSOR_PREFIX):
+            raise ValueError
+        position = int(raw.removeprefix(_CURSOR_PREFIX))
+        if not 0 < position < 2**63:
+            raise ValueError
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            [FieldError(["query", "cursor"], "cursor is not one this API returned")]
+        ) from None
+    return position
+
+
+def page(
+    rows: list[Record], limit: int, render: Any, position_column: str
+) -> dict[str, Any]:
+    """Rows were fetched with limit + 1: the extra row only tells that a next page exists."""
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [render(row) for row in rows],
+        "next_cursor": encode_cursor(rows[-1][position_column]) if has_more and rows else None,
+    }

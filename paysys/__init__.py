@@ -1,0 +1,1 @@
+"""The `paysys` command line (and, later, the Python client)."""

@@ -1,0 +1,3 @@
+from paysys.cli import main
+
+main()

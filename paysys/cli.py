@@ -1,0 +1,134 @@
+"""The `paysys` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from paysys import logs
+from shared.settings import get_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """paysys: wallets, top-ups and transfers over a double-entry ledger."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (upgrade to head)."""
+    logs.configure("migrate")
+    from shared.migrate import upgrade
+
+    upgrade(get_settings().sqlalchemy_url)
+    click.echo("database is at the latest schema")
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--workers", type=int, default=None, help="API processes (default 1).")
+def api(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    logs.configure("api")
+    settings = get_settings()
+    settings.require_database_url()
+    settings.require_redis_url()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        limit_max_requests=None,
+    )
+
+
+@main.command()
+@click.option("--concurrency", "-c", type=int, default=None, help="Pool processes (default 2).")
+def worker(concurrency: int | None) -> None:
+    """Run a Celery worker that applies operations."""
+    logs.configure("worker")
+    from worker.app import app
+
+    settings = get_settings()
+    app.worker_main([
+        "worker",
+        f"--loglevel={settings.log_level.upper()}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        "--pool=prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ])
+
+
+@main.command()
+def sweeper() -> None:
+    """Re-dispatch operations left pending; expire old idempotency keys."""
+    logs.configure("sweeper")
+    from worker import sweeper as sweeper_module
+
+    sweeper_module.run()
+
+
+@main.command()
+@click.option("--host", default=None, help="API interface (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="API port (default 8000).")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker pool processes.")
+def run(host: str | None, port: int | None, concurrency: int | None) -> None:
+    """Everything on one machine: migrations, API, worker and sweeper. Ctrl-C stops all."""
+    logs.configure("run")
+    from paysys.supervisor import supervise
+    from shared.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.sqlalchemy_url)
+    api_args = ["api", "--host", host or settings.api_host,
+                "--port", str(port or settings.api_port)]
+    worker_args = ["worker", "--concurrency", str(concurrency or settings.worker_concurrency)]
+    click.echo(f"paysys: API on http://{host or settings.api_host}:{port or settings.api_port}"
+               f" (docs at /docs); Ctrl-C stops everything")
+    sys.exit(supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]}))
+
+
+@main.group("api-keys")
+def api_keys() -> None:
+    """Manage API keys."""
+
+
+@api_keys.command("create")
+@click.argument("name")
+def api_keys_create(name: str) -> None:
+    """Create tenant NAME (or use it if it exists) and a new API key for it.
+
+    The key is printed alone on the last line; it is stored hashed and shown only once.
+    """
+    from shared import apikeys
+    from shared.db import transaction
+
+    if not 1 <= len(name) <= 200:
+        raise click.BadParameter("NAME must be 1-200 characters", param_hint="NAME")
+    with transaction() as cur:
+        created = apikeys.create_key(cur, name)
+    click.echo(f"tenant {created.tenant_name} ({created.tenant_id}), key id {created.key_id}")
+    click.echo("The key is shown once; store it now:")
+    click.echo(created.key)
+
+
+@main.command()
+def audit() -> None:
+    """Check every ledger invariant; exit 1 if any is broken."""
+    from shared import audit as audit_module
+    from shared.db import transaction
+
+    with transaction() as cur:
+        findings = audit_module.run(cur)
+    click.echo(audit_module.report(findings))
+    sys.exit(1 if findings else 0)

@@ -1,0 +1,64 @@
+"""`paysys run`: migrations, then the API, a worker and the sweeper as child processes.
+
+Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period). If a
+child dies on its own, the others are stopped too and `paysys run` exits non-zero: a
+half-running system that looks healthy is worse than a stopped one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+log = logging.getLogger("paysys.run")
+
+GRACE_SECONDS = 15
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "paysys", *args])
+
+
+def supervise(children: dict[str, list[str]]) -> int:
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    procs = {name: _spawn(*args) for name, args in children.items()}
+    exit_code = 0
+    try:
+        while not stop.is_set():
+            for name, proc in procs.items():
+                code = proc.poll()
+                if code is not None:
+                    log.error("%s exited with code %s; stopping everything", name, code)
+                    exit_code = 1
+                    stop.set()
+                    break
+            stop.wait(0.5)
+    finally:
+        _stop_all(procs)
+    return exit_code
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %ss; killing it", name, GRACE_SECONDS)
+            proc.kill()
+            proc.wait()

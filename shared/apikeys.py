@@ -1,0 +1,67 @@
+"""API keys: `sk_` followed by 43 URL-safe characters (256 random bits).
+
+A key is shown once, when it is created; the database keeps only its SHA-256. A slow
+password hash would add nothing for a 256-bit random secret, and a plain digest lets the
+API find the key by an indexed lookup of its hash. The stored digest is compared to the
+presented one with `hmac.compare_digest` all the same, so no timing depends on where two
+digests first differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from shared.db import Cursor
+from shared.ids import uuid7
+
+KEY_PREFIX = "sk_"
+_KEY_RE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
+DISPLAY_PREFIX_LENGTH = 10
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def well_formed(key: str) -> bool:
+    return _KEY_RE.fullmatch(key) is not None
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode("ascii")).digest()
+
+
+def digests_match(stored: bytes, presented: bytes) -> bool:
+    return hmac.compare_digest(stored, presented)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    tenant_id: uuid.UUID
+    tenant_name: str
+    key_id: uuid.UUID
+    key: str
+
+
+def create_key(cur: Cursor, tenant_name: str) -> CreatedKey:
+    """Create the tenant named `tenant_name` unless it exists, and a new key for it."""
+    cur.execute(
+        "INSERT INTO tenant (id, name) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+        (uuid7(), tenant_name),
+    )
+    cur.execute("SELECT id FROM tenant WHERE name = %s", (tenant_name,))
+    row = cur.fetchone()
+    assert row is not None
+    tenant_id = row[0]
+    key = generate_key()
+    key_id = uuid7()
+    cur.execute(
+        "INSERT INTO api_key (id, tenant_id, prefix, key_hash) VALUES (%s, %s, %s, %s)",
+        (key_id, tenant_id, key[:DISPLAY_PREFIX_LENGTH], hash_key(key)),
+    )
+    return CreatedKey(tenant_id, tenant_name, key_id, key)

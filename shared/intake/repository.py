@@ -1,0 +1,234 @@
+"""The statements of the intake and of the API's reads (asyncpg, bound parameters only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+Record = asyncpg.Record
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy  # type: ignore[type-arg]
+
+ACCOUNT_COLUMNS = """
+    a.id, a.seq, a.name, a.created_at,
+    w.id AS wallet_id, w.currency, w.balance, w.updated_at
+"""
+
+OPERATION_COLUMNS = """
+    id, seq, type, status, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
+    reference, batch_id, transaction_id, error_code, error_message, created_at, completed_at
+"""
+
+WALLET_COLUMNS = "id, account_id, currency, balance, updated_at"
+
+
+# --- API keys -------------------------------------------------------------------------
+
+TENANT_FOR_KEY = """
+SELECT tenant_id, key_hash FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL
+"""
+
+
+async def tenant_for_key_hash(conn: Connection, key_hash: bytes) -> Record | None:
+    return await conn.fetchrow(TENANT_FOR_KEY, key_hash)
+
+
+# --- Idempotency ----------------------------------------------------------------------
+
+IDEMPOTENCY_RECORD = """
+SELECT request_hash, resource_type, resource_id, status_code
+FROM idempotency_key WHERE tenant_id = $1 AND key = $2
+"""
+
+
+async def idempotency_record(conn: Connection, tenant_id: uuid.UUID, key: str) -> Record | None:
+    return await conn.fetchrow(IDEMPOTENCY_RECORD, tenant_id, key)
+
+
+# --- Accounts -------------------------------------------------------------------------
+
+# The account, its wallet and (if a key was given) the idempotency record, in one
+# statement. With a key that is already taken, nothing is inserted and no row returns.
+CREATE_ACCOUNT = f"""
+WITH idem AS (
+    INSERT INTO idempotency_key
+        (tenant_id, key, request_hash, resource_type, resource_id, status_code)
+    SELECT $1, $2, $3, 'account', $4, 201
+    WHERE $2::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING resource_id
+), a AS (
+    INSERT INTO account (id, tenant_id, name)
+    SELECT $4, $1, $5
+    WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM idem)
+    RETURNING id, seq, name, created_at, tenant_id
+), w AS (
+    INSERT INTO wallet (id, account_id, tenant_id, currency)
+    SELECT $6, a.id, a.tenant_id, $7 FROM a
+    RETURNING id, currency, balance, updated_at
+)
+SELECT a.id, a.seq, a.name, a.created_at,
+       w.id AS wallet_id, w.currency, w.balance, w.updated_at
+FROM a, w
+"""
+
+
+async def create_account(
+    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str | None,
+    request_hash: bytes, account_id: uuid.UUID, name: str, wallet_id: uuid.UUID, currency: str,
+) -> Record | None:
+    return await conn.fetchrow(
+        CREATE_ACCOUNT, tenant_id, idempotency_key, request_hash, account_id, name, wallet_id,
+        currency,
+    )
+
+
+GET_ACCOUNT = f"""
+SELECT {ACCOUNT_COLUMNS}
+FROM account a JOIN wallet w ON w.account_id = a.id AND w.kind = 'user'
+WHERE a.id = $1 AND a.tenant_id = $2
+"""
+
+
+async def get_account(conn: Connection, account_id: uuid.UUID, tenant_id: uuid.UUID) -> Record | None:
+    return await conn.fetchrow(GET_ACCOUNT, account_id, tenant_id)
+
+
+# Newest first, keyset-paginated on the account's insertion sequence.
+LIST_ACCOUNTS = f"""
+SELECT {ACCOUNT_COLUMNS}
+FROM account a JOIN wallet w ON w.account_id = a.id AND w.kind = 'user'
+WHERE a.tenant_id = $1 AND ($2::bigint IS NULL OR a.seq < $2)
+ORDER BY a.seq DESC
+LIMIT $3
+"""
+
+
+async def list_accounts(
+    conn: Connection, tenant_id: uuid.UUID, before_seq: int | None, limit: int
+) -> list[Record]:
+    return await conn.fetch(LIST_ACCOUNTS, tenant_id, before_seq, limit)
+
+
+# --- Wallets --------------------------------------------------------------------------
+
+GET_WALLET = f"""
+SELECT {WALLET_COLUMNS} FROM wallet WHERE id = $1 AND tenant_id = $2
+"""
+
+
+async def get_wallet(conn: Connection, wallet_id: uuid.UUID, tenant_id: uuid.UUID) -> Record | None:
+    return await conn.fetchrow(GET_WALLET, wallet_id, tenant_id)
+
+
+# Newest first in the order they were applied: entry_no is the posting's position in its
+# wallet, so postings written by one transaction still come in application order.
+LIST_POSTINGS = """
+SELECT p.id, p.entry_no, p.transaction_id, t.operation_id, t.type, p.amount, p.balance_after,
+       p.created_at
+FROM posting p JOIN transaction t ON t.id = p.transaction_id
+WHERE p.wallet_id = $1 AND ($2::bigint IS NULL OR p.entry_no < $2)
+ORDER BY p.entry_no DESC
+LIMIT $3
+"""
+
+
+async def list_postings(
+    conn: Connection, wallet_id: uuid.UUID, before_entry: int | None, limit: int
+) -> list[Record]:
+    return await conn.fetch(LIST_POSTINGS, wallet_id, before_entry, limit)
+
+
+# --- Operations -----------------------------------------------------------------------
+
+# Idempotency record and operation in one statement, only if every named wallet is the
+# tenant's. The key's primary key makes a concurrent duplicate wait for the first
+# request's commit and then insert nothing (ON CONFLICT DO NOTHING).
+CREATE_REPLENISHMENT = f"""
+WITH target AS (
+    SELECT id FROM wallet WHERE id = $3 AND tenant_id = $1
+), idem AS (
+    INSERT INTO idempotency_key
+        (tenant_id, key, request_hash, resource_type, resource_id, status_code)
+    SELECT $1, $2, $4, 'operation', $5, 202
+    WHERE EXISTS (SELECT 1 FROM target)
+    ON CONFLICT DO NOTHING
+    RETURNING resource_id
+)
+INSERT INTO operation
+    (id, tenant_id, type, amount, currency, wallet_id, reference, idempotency_key, request_id)
+SELECT resource_id, $1, 'replenishment', $6, $7, $3, $8, $2, $9 FROM idem
+RETURNING {OPERATION_COLUMNS}
+"""
+
+CREATE_TRANSFER = f"""
+WITH source AS (
+    SELECT id FROM wallet WHERE id = $3 AND tenant_id = $1
+), destination AS (
+    SELECT id FROM wallet WHERE id = $4 AND tenant_id = $1
+), idem AS (
+    INSERT INTO idempotency_key
+        (tenant_id, key, request_hash, resource_type, resource_id, status_code)
+    SELECT $1, $2, $5, 'operation', $6, 202
+    WHERE EXISTS (SELECT 1 FROM source) AND EXISTS (SELECT 1 FROM destination)
+    ON CONFLICT DO NOTHING
+    RETURNING resource_id
+)
+INSERT INTO operation
+    (id, tenant_id, type, amount, currency, from_wallet_id, to_wallet_id, reference,
+     idempotency_key, request_id)
+SELECT resource_id, $1, 'transfer', $7, $8, $3, $4, $9, $2, $10 FROM idem
+RETURNING {OPERATION_COLUMNS}
+"""
+
+
+async def create_replenishment(
+    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str, request_hash: bytes,
+    operation_id: uuid.UUID, wallet_id: uuid.UUID, amount: int, currency: str,
+    reference: str | None, request_id: str | None,
+) -> Record | None:
+    return await conn.fetchrow(
+        CREATE_REPLENISHMENT, tenant_id, idempotency_key, wallet_id, request_hash, operation_id,
+        amount, currency, reference, request_id,
+    )
+
+
+async def create_transfer(
+    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str, request_hash: bytes,
+    operation_id: uuid.UUID, from_wallet_id: uuid.UUID, to_wallet_id: uuid.UUID, amount: int,
+    currency: str, reference: str | None, request_id: str | None,
+) -> Record | None:
+    return await conn.fetchrow(
+        CREATE_TRANSFER, tenant_id, idempotency_key, from_wallet_id, to_wallet_id, request_hash,
+        operation_id, amount, currency, reference, request_id,
+    )
+
+
+COUNT_TENANT_WALLETS = """
+SELECT count(*) FROM wallet WHERE id = ANY($1::uuid[]) AND tenant_id = $2
+"""
+
+
+async def count_tenant_wallets(
+    conn: Connection, wallet_ids: list[uuid.UUID], tenant_id: uuid.UUID
+) -> int:
+    return int(await conn.fetchval(COUNT_TENANT_WALLETS, wallet_ids, tenant_id))
+
+
+GET_OPERATION = f"""
+SELECT {OPERATION_COLUMNS} FROM operation WHERE id = $1 AND tenant_id = $2
+"""
+
+
+async def get_operation(
+    conn: Connection, operation_id: uuid.UUID, tenant_id: uuid.UUID
+) -> Record | None:
+    return await conn.fetchrow(GET_OPERATION, operation_id, tenant_id)
+
+
+# --- Health ---------------------------------------------------------------------------
+
+
+async def ping(conn: Connection) -> Any:
+    return await conn.fetchval("SELECT 1")

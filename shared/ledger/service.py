@@ -1,0 +1,182 @@
+"""Applying operations: the only code that changes a balance.
+
+The rules, and how each is kept:
+
+1. Exactly once. An operation is applied in the same database transaction that marks it
+   succeeded or failed, and only while it is still pending (`complete_operations` checks
+   `status = 'pending'` and the count must match). A redelivered or duplicate wake-up finds
+   nothing pending and does nothing; a crash before COMMIT leaves everything pending.
+2. Atomic. All of an operation's postings are written in its drain's transaction, or none.
+3. No negative balance. A transfer whose source cannot cover it fails with
+   `insufficient_funds` and moves nothing; the schema refuses a negative user balance too.
+4. Double entry. Each ledger transaction has two postings summing to zero; replenishments
+   are balanced against a funding wallet (the schema checks it per statement).
+5. Serial per wallet, in acceptance order. A drain first claims wallets' queues (an
+   advisory lock per wallet, see `repository.CLAIM_WALLETS`) and then applies each claimed
+   wallet's pending operations in `seq` order. While a wallet's queue is claimed nobody
+   else applies its operations; credits from other wallets' transfers only take its
+   balance row lock, in the order their own source wallets are drained.
+
+One drain applies many operations, of many wallets, in one transaction: that is what makes
+a hot wallet or a bulk batch cheap (one lock, one commit, a few bulk statements).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.db import Cursor, transaction
+from shared.ids import uuid7
+from shared.ledger import repository as repo
+from shared.ledger.repository import OutcomeRow, PendingOperation, PostingRow, WalletState
+from shared.money import format_cents
+
+log = logging.getLogger("paysys.ledger")
+
+INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+@dataclass(slots=True)
+class DrainResult:
+    """What one drain transaction did."""
+
+    claimed_wallets: int = 0
+    succeeded: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+    batch_ids: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def applied(self) -> int:
+        return len(self.succeeded) + len(self.failed)
+
+
+class _Book:
+    """The locked wallets of one drain and the rows the drain will write."""
+
+    def __init__(self, wallets: dict[uuid.UUID, WalletState]):
+        self.wallets = wallets
+        self.touched: set[uuid.UUID] = set()
+        self.transactions: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+        self.postings: list[PostingRow] = []
+        self.outcomes: list[OutcomeRow] = []
+
+    def post(self, operation: PendingOperation, legs: list[tuple[uuid.UUID, int]]) -> None:
+        transaction_id = uuid7()
+        self.transactions.append((transaction_id, operation.id, operation.type))
+        for wallet_id, amount in legs:
+            wallet = self.wallets[wallet_id]
+            wallet.balance += amount
+            wallet.entry_count += 1
+            self.touched.add(wallet_id)
+            self.postings.append(
+                (uuid7(), transaction_id, wallet_id, wallet.entry_count, amount, wallet.balance)
+            )
+        self.outcomes.append((operation.id, "succeeded", transaction_id, None, None))
+
+    def fail(self, operation: PendingOperation, code: str, message: str) -> None:
+        self.outcomes.append((operation.id, "failed", None, code, message))
+
+
+def apply(
+    operations: list[PendingOperation], wallets: dict[uuid.UUID, WalletState],
+    funding: WalletState | None,
+) -> _Book:
+    """Decide each operation's outcome, in order, against the locked balances."""
+    if funding is not None:
+        wallets = {**wallets, funding.id: funding}
+    book = _Book(wallets)
+    for op in operations:
+        if op.type == "replenishment":
+            assert op.wallet_id is not None and funding is not None
+            book.post(op, [(funding.id, -op.amount), (op.wallet_id, op.amount)])
+            continue
+        assert op.from_wallet_id is not None and op.to_wallet_id is not None
+        source = wallets[op.from_wallet_id]
+        if source.balance < op.amount:
+            book.fail(
+                op,
+                INSUFFICIENT_FUNDS,
+                f"The source wallet's balance ({format_cents(source.balance)}) "
+                f"does not cover {format_cents(op.amount)}",
+            )
+            continue
+        book.post(op, [(op.from_wallet_id, -op.amount), (op.to_wallet_id, op.amount)])
+    return book
+
+
+def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
+    """Claim wallets with pending work and apply up to `max_ops` of their operations.
+
+    Runs inside the caller's transaction; nothing is visible until the caller commits.
+    """
+    result = DrainResult()
+    claimed = repo.claim_wallets(cur, scan=max_ops)
+    result.claimed_wallets = len(claimed)
+    if not claimed:
+        return result
+    operations = repo.pending_operations(cur, claimed, limit=max_ops)
+    if not operations:
+        return result
+
+    funding = None
+    if any(op.type == "replenishment" for op in operations):
+        funding = repo.lock_funding_wallet(cur)
+    wallet_ids: set[uuid.UUID] = set()
+    for op in operations:
+        wallet_ids.update(w for w in (op.wallet_id, op.from_wallet_id, op.to_wallet_id) if w)
+    wallets = repo.lock_wallets(cur, list(wallet_ids))
+    if len(wallets) != len(wallet_ids):
+        raise RuntimeError(f"operations name wallets that are not user wallets: "
+                           f"{sorted(map(str, wallet_ids - wallets.keys()))}")
+
+    book = apply(operations, wallets, funding)
+    if book.transactions:
+        repo.insert_transactions(cur, book.transactions)
+        repo.insert_postings(cur, book.postings)
+        repo.update_wallets(
+            cur,
+            [(w, book.wallets[w].balance, book.wallets[w].entry_count) for w in book.touched],
+        )
+    completed = repo.complete_operations(cur, book.outcomes)
+    if completed != len(book.outcomes):
+        # Someone else completed one of them: never write its postings twice.
+        raise RuntimeError(
+            f"expected to complete {len(book.outcomes)} operations, completed {completed}"
+        )
+    for operation_id, status, *_ in book.outcomes:
+        (result.succeeded if status == "succeeded" else result.failed).append(operation_id)
+    result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
+    return result
+
+
+def drain(
+    *,
+    max_ops: int,
+    max_seconds: float,
+    on_commit: Callable[[DrainResult], None] = lambda _: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Drain until nothing claimable is left, each round in its own transaction.
+
+    Returns True if it stopped with work possibly left (time is up, or asked to stop),
+    so the caller can wake another drain.
+    """
+    deadline = time.monotonic() + max_seconds
+    while True:
+        with transaction() as cur:
+            result = drain_once(cur, max_ops)
+        if result.applied:
+            log.info(
+                "drain applied %d operations (%d succeeded, %d failed) over %d wallets",
+                result.applied, len(result.succeeded), len(result.failed),
+                result.claimed_wallets,
+            )
+            on_commit(result)
+        if result.claimed_wallets == 0:
+            return False
+        if time.monotonic() >= deadline or should_stop():
+            return True

@@ -1,0 +1,104 @@
+"""The one settings object. Nothing else in paysys reads the environment.
+
+`DATABASE_URL` and `REDIS_URL` keep their conventional names; every other setting is
+`PAYSYS_`-prefixed. A `.env` file in the working directory is read too.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYSYS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    rate_limit: str = ""
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_connect_timeout: float = Field(default=3.0, gt=0)
+    db_statement_timeout: float = Field(default=10.0, gt=0)
+    # A concurrent request holding the same idempotency key is waited for this long,
+    # then the newcomer is told 409 idempotency_key_in_use.
+    idempotency_lock_timeout: float = Field(default=5.0, gt=0)
+    idempotency_retention_hours: int = Field(default=24, ge=24)
+
+    # Worker and sweeper
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    drain_max_ops: int = Field(default=1000, ge=1, le=50_000)
+    drain_max_seconds: float = Field(default=2.0, gt=0)
+    sweeper_interval: float = Field(default=1.0, gt=0)
+    sweeper_min_age: float = Field(default=2.0, ge=0)
+    # Names in Redis: the Celery queue and the prefix of every key and channel, so that
+    # several paysys installations (or test runs) can share one Redis.
+    celery_queue: str = "paysys"
+    redis_prefix: str = "paysys"
+
+    # Command-line client
+    url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if not value.startswith("postgresql"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must be a redis:// URL")
+        return value
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (for example postgresql://127.0.0.1/paysys)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (for example redis://127.0.0.1:6379/0)")
+        return self.redis_url
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """asyncpg takes plain postgresql:// URLs, without a SQLAlchemy driver suffix."""
+        url = self.require_database_url()
+        scheme, _, rest = url.partition("://")
+        return "postgresql://" + rest if "+" in scheme else url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        url = self.require_database_url()
+        scheme, _, rest = url.partition("://")
+        return url if "+" in scheme else "postgresql+psycopg2://" + rest
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,129 @@
+"""Small factories and a thin client for tests, speaking only the public HTTP API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+FINAL = {"succeeded", "failed"}
+
+
+def new_key() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+class Api:
+    """One tenant's view of paysys."""
+
+    def __init__(self, base_url: str, api_key: str):
+        self.base_url = base_url
+        self.api_key = api_key
+        self.http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- raw calls -------------------------------------------------------------------
+
+    def post(self, path: str, body: Any, key: str | None = None, **kw: Any) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.http.post(path, json=body, headers=headers, **kw)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.get(path, **kw)
+
+    # --- factories -------------------------------------------------------------------
+
+    def create_account(self, name: str = "Test account") -> dict[str, Any]:
+        response = self.post("/v1/accounts", {"name": name})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def create_wallet(self, name: str = "Test account") -> str:
+        return str(self.create_account(name)["wallet"]["id"])
+
+    def replenish(self, wallet_id: str, amount: str, key: str | None = None,
+                  **extra: Any) -> httpx.Response:
+        return self.post(
+            f"/v1/wallets/{wallet_id}/replenishments", {"amount": amount, **extra},
+            key=key or new_key(),
+        )
+
+    def transfer(self, source: str, destination: str, amount: str, key: str | None = None,
+                 **extra: Any) -> httpx.Response:
+        return self.post(
+            "/v1/transfers",
+            {"from_wallet_id": source, "to_wallet_id": destination, "amount": amount, **extra},
+            key=key or new_key(),
+        )
+
+    def funded_wallet(self, amount: str, name: str = "Funded") -> str:
+        wallet_id = self.create_wallet(name)
+        response = self.replenish(wallet_id, amount)
+        assert response.status_code == 202, response.text
+        assert self.wait(response.json()["id"])["status"] == "succeeded"
+        return wallet_id
+
+    # --- reads -----------------------------------------------------------------------
+
+    def operation(self, operation_id: str) -> dict[str, Any]:
+        response = self.get(f"/v1/operations/{operation_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait(self, operation_id: str, timeout: float = 30) -> dict[str, Any]:
+        """Long-poll an operation until it is final; fail the test if it never is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            response = self.get(
+                f"/v1/operations/{operation_id}", params={"wait": max(0, min(10, remaining))}
+            )
+            assert response.status_code == 200, response.text
+            operation = dict(response.json())
+            if operation["status"] in FINAL:
+                return operation
+            if remaining <= 0:
+                raise AssertionError(f"operation {operation_id} still pending after {timeout}s")
+
+    def wallet(self, wallet_id: str) -> dict[str, Any]:
+        response = self.get(f"/v1/wallets/{wallet_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def balance(self, wallet_id: str) -> Decimal:
+        return Decimal(self.wallet(wallet_id)["balance"])
+
+    def postings(self, wallet_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Every posting of the wallet, newest first, walking all pages."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            response = self.get(f"/v1/wallets/{wallet_id}/postings", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = dict(response.json())
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    return body

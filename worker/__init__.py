@@ -1,0 +1,1 @@
+"""The Celery worker (tasks that call the ledger service) and the sweeper."""

@@ -1,0 +1,28 @@
+"""The worker's Celery app: the shared broker settings, plus the tasks and process hooks.
+
+Run it with `paysys worker` (or `celery -A worker.app worker`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from shared import db
+from shared.queue import make_celery
+
+app = make_celery()
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # A pool child must not share its parent's database or Redis sockets.
+    db.reset_engine()
+    from worker import tasks
+
+    tasks.reset_redis()
+
+
+# Registers the tasks on this app (they are shared tasks, see worker/tasks.py).
+from worker import tasks as _tasks  # noqa: E402, F401

@@ -1,0 +1,67 @@
+"""The sweeper: re-sends wake-ups for operations left pending, and expires old
+idempotency keys.
+
+A wake-up can be lost (Redis restarted, a worker killed, a publish that failed); the
+operation itself is safe in PostgreSQL. Every `sweeper_interval` seconds the sweeper looks
+for a pending operation older than `sweeper_min_age` seconds and, if there is one, sends a
+drain task. Running more than one sweeper is harmless: a drain with nothing to do does
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from shared.db import transaction
+from shared.ledger import repository as repo
+from shared.queue import DRAIN_TASK, make_celery
+from shared.settings import get_settings
+
+log = logging.getLogger("paysys.sweeper")
+
+EXPIRE_EVERY_SECONDS = 60
+EXPIRE_BATCH = 10_000
+
+
+def run(stop: threading.Event | None = None) -> None:
+    settings = get_settings()
+    stop = stop or threading.Event()
+
+    def _stop(signum: int, _: FrameType | None) -> None:
+        log.info("sweeper stopping (signal %d)", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    celery = make_celery(settings)
+    next_expiry = 0.0
+    log.info(
+        "sweeper started: every %.1fs, re-dispatching operations pending for over %.1fs",
+        settings.sweeper_interval, settings.sweeper_min_age,
+    )
+    while not stop.is_set():
+        try:
+            with transaction() as cur:
+                stale = repo.pending_older_than(cur, settings.sweeper_min_age)
+            if stale:
+                celery.send_task(DRAIN_TASK)
+                log.info("re-dispatched a drain for operations left pending")
+            if time.monotonic() >= next_expiry:
+                with transaction() as cur:
+                    expired = repo.delete_expired_idempotency_keys(
+                        cur, settings.idempotency_retention_hours, EXPIRE_BATCH
+                    )
+                if expired:
+                    log.info("expired %d idempotency keys", expired)
+                next_expiry = time.monotonic() + (
+                    0 if expired == EXPIRE_BATCH else EXPIRE_EVERY_SECONDS
+                )
+        except Exception as exc:  # a dependency is down: keep sweeping once it is back
+            log.warning("sweep failed, retrying: %r", exc)
+        stop.wait(settings.sweeper_interval)

@@ -1,0 +1,64 @@
+"""Celery tasks: thin, they take no money arguments and call the ledger service."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import redis
+from celery import shared_task
+
+from shared.doorbell import completions_channel, doorbell_key
+from shared.ledger import service as ledger
+from shared.queue import DRAIN_TASK
+from shared.settings import get_settings
+
+log = logging.getLogger("paysys.worker")
+
+_redis: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(
+            get_settings().require_redis_url(), socket_timeout=2, socket_connect_timeout=1
+        )
+    return _redis
+
+
+def reset_redis() -> None:
+    global _redis
+    _redis = None
+
+
+def _publish_completions(result: ledger.DrainResult) -> None:
+    """Tell long polls which operations (and batches) just became final. Best effort."""
+    keys = [f"o:{op_id}" for op_id in (*result.succeeded, *result.failed)]
+    keys += [f"b:{batch_id}" for batch_id in result.batch_ids]
+    try:
+        redis_client().publish(completions_channel(get_settings()), orjson.dumps(keys))
+    except redis.RedisError as exc:
+        log.debug("could not publish completions: %r", exc)
+
+
+@shared_task(name=DRAIN_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def drain(self: object) -> None:
+    """Apply pending operations until none is left to claim (see shared/doorbell.py)."""
+    settings = get_settings()
+    try:
+        # Cleared before reading the database: an operation committed from now on rings
+        # again and gets its own drain.
+        redis_client().delete(doorbell_key(settings))
+    except redis.RedisError as exc:
+        log.warning("could not clear the doorbell: %r", exc)
+    more = ledger.drain(
+        max_ops=settings.drain_max_ops,
+        max_seconds=settings.drain_max_seconds,
+        on_commit=_publish_completions,
+    )
+    if more:
+        # Out of time with work left: hand over to a fresh task rather than hold the child.
+        from worker.app import app
+
+        app.send_task(DRAIN_TASK)

@@ -41,13 +41,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await create_pool(settings)
         redis = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
         # The subscription blocks reading for long stretches: no socket timeout on it.
-        hub_redis = aioredis.from_url(redis_url, socket_connect_timeout=1,
-                                      health_check_interval=15)
+        hub_redis = aioredis.from_url(redis_url, socket_connect_timeout=1, health_check_interval=15)
         celery = make_celery(settings)
         hub = CompletionHub(hub_redis, settings)
         resources = Resources(
-            settings=settings, pool=pool, redis=redis, celery=celery,
-            doorbell=Doorbell(redis, celery, settings), hub=hub,
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            celery=celery,
+            doorbell=Doorbell(redis, celery, settings),
+            hub=hub,
         )
         resources.background.append(asyncio.create_task(hub.run()))
         app.state.resources = resources
@@ -88,12 +91,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {}).update(
-        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-        .pop("$defs", {})
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {})
     )
     components["schemas"]["Problem"] = {
-        k: v for k, v in Problem.model_json_schema(
-            ref_template="#/components/schemas/{model}").items() if k != "$defs"
+        k: v
+        for k, v in Problem.model_json_schema(ref_template="#/components/schemas/{model}").items()
+        if k != "$defs"
     }
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: sk_..."}

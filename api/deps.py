@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 from uuid import UUID
 
-from fastapi import Header, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from api.resources import Resources
 from shared.errors import IdempotencyKeyRequired
@@ -27,14 +27,19 @@ IdempotencyKeyHeader = Annotated[
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (1-200)")]
 Cursor = Annotated[
     str | None,
-    Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-          description="`next_cursor` of the previous page"),
+    Query(
+        max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="`next_cursor` of the previous page"
+    ),
 ]
 Wait = Annotated[
     float | None,
-    Query(ge=0, le=30, allow_inf_nan=False,
-          description="Long poll: answer as soon as the resource is final, or after this "
-          "many seconds (0-30)"),
+    Query(
+        ge=0,
+        le=30,
+        allow_inf_nan=False,
+        description="Long poll: answer as soon as the resource is final, or after this "
+        "many seconds (0-30)",
+    ),
 ]
 
 
@@ -80,3 +85,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in (401, *statuses, 503)
     }
+
+
+ResourcesDep = Annotated[Resources, Depends(resources)]
+TenantDep = Annotated[UUID, Depends(tenant_id)]
+RequestIdDep = Annotated[str | None, Depends(request_id)]

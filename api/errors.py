@@ -25,7 +25,7 @@ from shared.errors import FieldError, PaysysError, ServiceUnavailable, Validatio
 log = logging.getLogger("paysys.api")
 
 # What a database or Redis outage looks like from the API.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # refused, reset, unreachable
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -46,7 +46,9 @@ def field_errors(raw: list[Any]) -> list[FieldError]:
         msg = str(err.get("msg", "invalid"))
         if err.get("type") == "json_invalid":
             reason = (err.get("ctx") or {}).get("error")
-            msg = f"The body is not valid JSON: {reason}" if reason else "The body is not valid JSON"
+            msg = (
+                f"The body is not valid JSON: {reason}" if reason else "The body is not valid JSON"
+            )
         errors.append(FieldError(loc, msg))
     return errors
 
@@ -73,7 +75,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     code, title, detail = _HTTP_CODES.get(
         exc.status_code, ("http_error", "HTTP error", str(exc.detail))
     )
-    return problem(exc.status_code, code, title, detail, headers=exc.headers)
+    return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

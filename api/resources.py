@@ -22,7 +22,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("paysys.api")
 
-Pool = asyncpg.Pool  # type: ignore[type-arg]
+Pool = asyncpg.Pool
 
 
 async def create_pool(settings: Settings) -> Pool:

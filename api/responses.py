@@ -35,7 +35,12 @@ def problem_document(
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, *, extra: dict[str, Any] | None = None,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     return Response(

@@ -22,7 +22,7 @@ def _amount(value: object) -> int:
 
 def _currency(value: object) -> str:
     if not isinstance(value, str):
-        raise PydanticCustomError("currency", "currency must be a string such as \"USD\"")
+        raise PydanticCustomError("currency", 'currency must be a string such as "USD"')
     return value.upper()
 
 

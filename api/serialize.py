@@ -109,9 +109,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     return position
 
 
-def page(
-    rows: list[Record], limit: int, render: Any, position_column: str
-) -> dict[str, Any]:
+def page(rows: list[Record], limit: int, render: Any, position_column: str) -> dict[str, Any]:
     """Rows were fetched with limit + 1: the extra row only tells that a next page exists."""
     has_more = len(rows) > limit
     rows = rows[:limit]

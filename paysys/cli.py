@@ -58,15 +58,17 @@ def worker(concurrency: int | None) -> None:
     from worker.app import app
 
     settings = get_settings()
-    app.worker_main([
-        "worker",
-        f"--loglevel={settings.log_level.upper()}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
-        "--pool=prefork",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level.upper()}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
 
 
 @main.command()
@@ -90,11 +92,18 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
 
     settings = get_settings()
     upgrade(settings.sqlalchemy_url)
-    api_args = ["api", "--host", host or settings.api_host,
-                "--port", str(port or settings.api_port)]
+    api_args = [
+        "api",
+        "--host",
+        host or settings.api_host,
+        "--port",
+        str(port or settings.api_port),
+    ]
     worker_args = ["worker", "--concurrency", str(concurrency or settings.worker_concurrency)]
-    click.echo(f"paysys: API on http://{host or settings.api_host}:{port or settings.api_port}"
-               f" (docs at /docs); Ctrl-C stops everything")
+    click.echo(
+        f"paysys: API on http://{host or settings.api_host}:{port or settings.api_port}"
+        f" (docs at /docs); Ctrl-C stops everything"
+    )
     sys.exit(supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]}))
 
 

@@ -104,6 +104,16 @@ CHECKS = [
         """,
     ),
     Check(
+        "completed_in_order",
+        "no operation is final while an earlier one in its wallet's queue is still pending",
+        """
+        SELECT f.id, f.queue_wallet_id, f.position, p.position AS earlier_pending
+        FROM operation f JOIN operation p
+          ON p.queue_wallet_id = f.queue_wallet_id AND p.position < f.position
+        WHERE f.status <> 'pending' AND p.status = 'pending'
+        """,
+    ),
+    Check(
         "final_is_complete",
         "a final operation has its completion time and, if failed, its error",
         """
@@ -129,14 +139,15 @@ CHECKS = [
         "each wallet's own operations (its replenishments and transfers out) were applied "
         "in acceptance order",
         """
-        SELECT wallet_id, entry_no, seq, previous_seq FROM (
-            SELECT p.wallet_id, p.entry_no, o.seq,
-                   lag(o.seq) OVER (PARTITION BY p.wallet_id ORDER BY p.entry_no) AS previous_seq
+        SELECT wallet_id, entry_no, position, previous_position FROM (
+            SELECT p.wallet_id, p.entry_no, o.position,
+                   lag(o.position) OVER (PARTITION BY p.wallet_id ORDER BY p.entry_no)
+                       AS previous_position
             FROM posting p
             JOIN transaction t ON t.id = p.transaction_id
             JOIN operation o ON o.id = t.operation_id AND o.queue_wallet_id = p.wallet_id
         ) x
-        WHERE seq < previous_seq
+        WHERE position < previous_position
         """,
     ),
 ]
@@ -170,5 +181,7 @@ def report(findings: list[Finding]) -> str:
         more = " (first rows)" if len(finding.rows) == SAMPLE else ""
         lines.append(f"\nBROKEN {finding.check.name}: {finding.check.description}{more}")
         for row in finding.rows:
-            lines.append("  " + ", ".join(f"{c}={v}" for c, v in zip(finding.columns, row, strict=True)))
+            lines.append(
+                "  " + ", ".join(f"{c}={v}" for c, v in zip(finding.columns, row, strict=True))
+            )
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine
 
 from shared.settings import get_settings
 
-psycopg2.extras.register_uuid()
+psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
 Cursor = psycopg2.extensions.cursor
 

@@ -51,7 +51,7 @@ class JsonNumber(Decimal):
 def parse_amount(value: object) -> int:
     """Return the amount in cents, or raise AmountError saying what is wrong."""
     if isinstance(value, bool):
-        raise AmountError("amount must be a decimal string such as \"10.50\", not a boolean")
+        raise AmountError('amount must be a decimal string such as "10.50", not a boolean')
     if isinstance(value, JsonNumber):
         text = value.literal
     elif isinstance(value, int):
@@ -59,13 +59,13 @@ def parse_amount(value: object) -> int:
     elif isinstance(value, str):
         text = value
     else:
-        raise AmountError("amount must be a decimal string such as \"10.50\"")
+        raise AmountError('amount must be a decimal string such as "10.50"')
     if text.startswith("-"):
         raise AmountError("amount must be greater than zero")
     match = _AMOUNT_RE.fullmatch(text)
     if match is None:
         if "e" in text.lower() and any(c.isdigit() for c in text):
-            raise AmountError("amount must not use an exponent; write it as \"1000.00\"")
+            raise AmountError('amount must not use an exponent; write it as "1000.00"')
         if re.fullmatch(r"[0-9]+\.[0-9]{3,}", text):
             raise AmountError("amount has more than 2 fraction digits")
         raise AmountError("amount must be a decimal string with at most 2 fraction digits")

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError("DATABASE_URL is not set (for example postgresql://127.0.0.1/paysys)")
+            raise RuntimeError(
+                "DATABASE_URL is not set (for example postgresql://127.0.0.1/paysys)"
+            )
         return self.database_url
 
     def require_redis_url(self) -> str:

@@ -86,7 +86,9 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for service in stack.services:
             # A crash in a service shows up in the test output, not only in a temp file.
             if "Traceback" in service.log():
-                print(f"\n===== {service.name} log (has tracebacks) =====\n{service.log()[-20000:]}")
+                print(
+                    f"\n===== {service.name} log (has tracebacks) =====\n{service.log()[-20000:]}"
+                )
 
 
 def make_api(stack: Stack, tenant: str | None = None) -> Api:

@@ -50,15 +50,18 @@ class Api:
     def create_wallet(self, name: str = "Test account") -> str:
         return str(self.create_account(name)["wallet"]["id"])
 
-    def replenish(self, wallet_id: str, amount: str, key: str | None = None,
-                  **extra: Any) -> httpx.Response:
+    def replenish(
+        self, wallet_id: str, amount: str, key: str | None = None, **extra: Any
+    ) -> httpx.Response:
         return self.post(
-            f"/v1/wallets/{wallet_id}/replenishments", {"amount": amount, **extra},
+            f"/v1/wallets/{wallet_id}/replenishments",
+            {"amount": amount, **extra},
             key=key or new_key(),
         )
 
-    def transfer(self, source: str, destination: str, amount: str, key: str | None = None,
-                 **extra: Any) -> httpx.Response:
+    def transfer(
+        self, source: str, destination: str, amount: str, key: str | None = None, **extra: Any
+    ) -> httpx.Response:
         return self.post(
             "/v1/transfers",
             {"from_wallet_id": source, "to_wallet_id": destination, "amount": amount, **extra},

@@ -17,9 +17,7 @@ import httpx
 import psycopg2
 import redis
 
-ADMIN_URL = os.environ.get(
-    "PAYSYS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_URL = os.environ.get("PAYSYS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PAYSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -43,7 +43,8 @@ def run(stop: threading.Event | None = None) -> None:
     next_expiry = 0.0
     log.info(
         "sweeper started: every %.1fs, re-dispatching operations pending for over %.1fs",
-        settings.sweeper_interval, settings.sweeper_min_age,
+        settings.sweeper_interval,
+        settings.sweeper_min_age,
     )
     while not stop.is_set():
         try:

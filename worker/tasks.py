@@ -42,7 +42,7 @@ def _publish_completions(result: ledger.DrainResult) -> None:
         log.debug("could not publish completions: %r", exc)
 
 
-@shared_task(name=DRAIN_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+@shared_task(name=DRAIN_TASK, bind=True, ignore_result=True)
 def drain(self: object) -> None:
     """Apply pending operations until none is left to claim (see shared/doorbell.py)."""
     settings = get_settings()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from api import serialize
@@ -13,12 +13,11 @@ from api.deps import (
     Cursor,
     IdempotencyKeyHeader,
     Limit,
+    ResourcesDep,
+    TenantDep,
     problem_responses,
-    resources,
-    tenant_id,
 )
 from api.jsonbody import JsonRoute
-from api.resources import Resources
 from api.responses import JSON
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Account, AccountCreate, AccountPage
@@ -39,14 +38,17 @@ AccountId = Annotated[UUID, Path(description="Account id")]
     responses=problem_responses(409, 413, 422, 429),
 )
 async def create_account(
+    res: ResourcesDep,
+    tenant: TenantDep,
     body: AccountCreate,
     idempotency_key: IdempotencyKeyHeader = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     check_currency(body.currency)
     accepted = await intake.create_account(
-        res.pool, tenant_id=tenant, idempotency_key=idempotency_key, name=body.name,
+        res.pool,
+        tenant_id=tenant,
+        idempotency_key=idempotency_key,
+        name=body.name,
         currency=body.currency,
     )
     document = serialize.account(accepted.resource)
@@ -60,10 +62,10 @@ async def create_account(
     responses=problem_responses(422, 429),
 )
 async def list_accounts(
+    res: ResourcesDep,
+    tenant: TenantDep,
     limit: Limit = 50,
     cursor: Cursor = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     before = serialize.decode_cursor(cursor)
     async with res.pool.acquire() as conn:
@@ -78,9 +80,9 @@ async def list_accounts(
     responses=problem_responses(404, 422, 429),
 )
 async def get_account(
+    res: ResourcesDep,
+    tenant: TenantDep,
     account_id: AccountId,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     async with res.pool.acquire() as conn:
         row = await repo.get_account(conn, account_id, tenant)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from api.deps import resources
+from api.deps import ResourcesDep
 from api.errors import UNAVAILABLE_ERRORS
-from api.resources import Resources
 from api.responses import JSON
 from api.schemas import Health
 from shared.intake import repository as repo
@@ -30,7 +29,7 @@ async def healthz() -> Response:
     summary="PostgreSQL and Redis answer",
     responses={503: {"description": "A dependency does not answer; `checks` says which"}},
 )
-async def readyz(res: Resources = Depends(resources)) -> Response:
+async def readyz(res: ResourcesDep) -> Response:
     async def postgres() -> None:
         async with res.pool.acquire() as conn:
             await repo.ping(conn)
@@ -43,8 +42,10 @@ async def readyz(res: Resources = Depends(resources)) -> Response:
         try:
             await asyncio.wait_for(check(), READY_TIMEOUT)
             checks[name] = "ok"
-        except (*UNAVAILABLE_ERRORS, TimeoutError):
+        except UNAVAILABLE_ERRORS:  # TimeoutError among them
             checks[name] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return JSON({"status": "ok" if ready else "unavailable", "checks": checks},
-                status_code=200 if ready else 503)
+    return JSON(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

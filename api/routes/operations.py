@@ -7,21 +7,20 @@ import time
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
     IdempotencyKeyHeader,
+    RequestIdDep,
+    ResourcesDep,
+    TenantDep,
     Wait,
     problem_responses,
-    request_id,
     required_key,
-    resources,
-    tenant_id,
 )
 from api.jsonbody import JsonRoute
-from api.resources import Resources
 from api.responses import JSON
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Operation, TransferCreate
@@ -46,20 +45,26 @@ WAIT_RECHECK_SECONDS = 1.0
     responses=problem_responses(400, 404, 409, 413, 422, 429),
 )
 async def create_transfer(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    req_id: RequestIdDep,
     body: TransferCreate,
     idempotency_key: IdempotencyKeyHeader = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
-    req_id: str | None = Depends(request_id),
 ) -> Response:
     key = required_key(idempotency_key)
     check_currency(body.currency)
     if body.from_wallet_id == body.to_wallet_id:
         raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
     accepted = await intake.create_transfer(
-        res.pool, tenant_id=tenant, idempotency_key=key, from_wallet_id=body.from_wallet_id,
-        to_wallet_id=body.to_wallet_id, amount=body.amount, currency=body.currency,
-        reference=body.reference, request_id=req_id,
+        res.pool,
+        tenant_id=tenant,
+        idempotency_key=key,
+        from_wallet_id=body.from_wallet_id,
+        to_wallet_id=body.to_wallet_id,
+        amount=body.amount,
+        currency=body.currency,
+        reference=body.reference,
+        request_id=req_id,
     )
     if not accepted.replayed:
         res.doorbell.ring()
@@ -74,10 +79,10 @@ async def create_transfer(
     responses=problem_responses(404, 422, 429),
 )
 async def get_operation(
+    res: ResourcesDep,
+    tenant: TenantDep,
     operation_id: OperationId,
     wait: Wait = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     async with res.pool.acquire() as conn:
         row = await repo.get_operation(conn, operation_id, tenant)

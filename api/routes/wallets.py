@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from api import serialize
@@ -13,14 +13,13 @@ from api.deps import (
     Cursor,
     IdempotencyKeyHeader,
     Limit,
+    RequestIdDep,
+    ResourcesDep,
+    TenantDep,
     problem_responses,
-    request_id,
     required_key,
-    resources,
-    tenant_id,
 )
 from api.jsonbody import JsonRoute
-from api.resources import Resources
 from api.responses import JSON
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
@@ -40,9 +39,9 @@ WalletId = Annotated[UUID, Path(description="Wallet id")]
     responses=problem_responses(404, 422, 429),
 )
 async def get_wallet(
+    res: ResourcesDep,
+    tenant: TenantDep,
     wallet_id: WalletId,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     async with res.pool.acquire() as conn:
         row = await repo.get_wallet(conn, wallet_id, tenant)
@@ -58,11 +57,11 @@ async def get_wallet(
     responses=problem_responses(404, 422, 429),
 )
 async def list_postings(
+    res: ResourcesDep,
+    tenant: TenantDep,
     wallet_id: WalletId,
     limit: Limit = 50,
     cursor: Cursor = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
 ) -> Response:
     before = serialize.decode_cursor(cursor)
     async with res.pool.acquire() as conn:
@@ -80,18 +79,24 @@ async def list_postings(
     responses=problem_responses(400, 404, 409, 413, 422, 429),
 )
 async def create_replenishment(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    req_id: RequestIdDep,
     wallet_id: WalletId,
     body: ReplenishmentCreate,
     idempotency_key: IdempotencyKeyHeader = None,
-    res: Resources = Depends(resources),
-    tenant: UUID = Depends(tenant_id),
-    req_id: str | None = Depends(request_id),
 ) -> Response:
     key = required_key(idempotency_key)
     check_currency(body.currency)
     accepted = await intake.create_replenishment(
-        res.pool, tenant_id=tenant, idempotency_key=key, wallet_id=wallet_id,
-        amount=body.amount, currency=body.currency, reference=body.reference, request_id=req_id,
+        res.pool,
+        tenant_id=tenant,
+        idempotency_key=key,
+        wallet_id=wallet_id,
+        amount=body.amount,
+        currency=body.currency,
+        reference=body.reference,
+        request_id=req_id,
     )
     if not accepted.replayed:
         res.doorbell.ring()

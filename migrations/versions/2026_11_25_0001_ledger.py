@@ -121,13 +121,28 @@ CREATE TABLE replenishment_batch (
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk_replenishment_batch PRIMARY KEY (id),
     CONSTRAINT uq_replenishment_batch_id_tenant_id UNIQUE (id, tenant_id),
-    CONSTRAINT fk_replenishment_batch_tenant_id_tenant FOREIGN KEY (tenant_id) REFERENCES tenant (id),
+    CONSTRAINT fk_replenishment_batch_tenant_id_tenant FOREIGN KEY (tenant_id)
+        REFERENCES tenant (id),
     CONSTRAINT ck_replenishment_batch_total CHECK (total BETWEEN 1 AND 10000)
 );
 
--- An operation is a request to move money. `seq` is its position in the order of
--- acceptance; the worker applies the operations of a wallet (`queue_wallet_id`: the
--- replenished wallet, or the transfer's source) in `seq` order.
+-- Each user wallet's queue of operations: the replenishments of the wallet and the
+-- transfers out of it. The intake takes the next position under this row's lock, so
+-- positions follow the order in which the operations commit (and their 202s go out).
+-- Kept apart from `wallet`, whose rows drains hold locked, so accepting never waits on
+-- applying.
+CREATE TABLE wallet_sequence (
+    wallet_id     uuid   NOT NULL,
+    last_position bigint NOT NULL DEFAULT 0,
+    CONSTRAINT pk_wallet_sequence PRIMARY KEY (wallet_id),
+    CONSTRAINT fk_wallet_sequence_wallet_id_wallet FOREIGN KEY (wallet_id) REFERENCES wallet (id),
+    CONSTRAINT ck_wallet_sequence_last_position CHECK (last_position >= 0)
+);
+
+-- An operation is a request to move money. `queue_wallet_id` is the wallet whose queue it
+-- is in (the replenished wallet, or the transfer's source) and `position` its place there:
+-- the worker applies a wallet's operations in `position` order. `seq` orders all
+-- operations roughly by arrival, for fairness between wallets.
 CREATE TABLE operation (
     id              uuid        NOT NULL,
     seq             bigint      GENERATED ALWAYS AS IDENTITY,
@@ -140,6 +155,7 @@ CREATE TABLE operation (
     from_wallet_id  uuid,
     to_wallet_id    uuid,
     queue_wallet_id uuid        GENERATED ALWAYS AS (COALESCE(wallet_id, from_wallet_id)) STORED,
+    position        bigint      NOT NULL,
     reference       text,
     batch_id        uuid,
     idempotency_key text,
@@ -151,6 +167,8 @@ CREATE TABLE operation (
     completed_at    timestamptz,
     CONSTRAINT pk_operation PRIMARY KEY (id),
     CONSTRAINT uq_operation_seq UNIQUE (seq),
+    CONSTRAINT uq_operation_queue_wallet_id_position UNIQUE (queue_wallet_id, position),
+    CONSTRAINT ck_operation_position_positive CHECK (position > 0),
     CONSTRAINT uq_operation_transaction_id UNIQUE (transaction_id),
     CONSTRAINT fk_operation_tenant_id_tenant FOREIGN KEY (tenant_id) REFERENCES tenant (id),
     CONSTRAINT fk_operation_currency_currency FOREIGN KEY (currency) REFERENCES currency (code),
@@ -180,7 +198,7 @@ CREATE TABLE operation (
 -- What the worker scans: pending operations in acceptance order, and per wallet.
 CREATE INDEX ix_operation_pending_seq ON operation (seq) INCLUDE (queue_wallet_id)
     WHERE status = 'pending';
-CREATE INDEX ix_operation_pending_queue_wallet_id_seq ON operation (queue_wallet_id, seq)
+CREATE INDEX ix_operation_pending_queue_wallet_id_position ON operation (queue_wallet_id, position)
     WHERE status = 'pending';
 CREATE INDEX ix_operation_batch_id_seq ON operation (batch_id, seq) WHERE batch_id IS NOT NULL;
 
@@ -323,11 +341,13 @@ BEGIN
         RAISE EXCEPTION 'operation % is % and final', OLD.id, OLD.status
             USING ERRCODE = 'check_violation', CONSTRAINT = 'operation_final';
     END IF;
-    IF (NEW.id, NEW.seq, NEW.tenant_id, NEW.type, NEW.amount, NEW.currency, NEW.wallet_id,
-        NEW.from_wallet_id, NEW.to_wallet_id, NEW.reference, NEW.batch_id, NEW.created_at)
+    IF (NEW.id, NEW.seq, NEW.position, NEW.tenant_id, NEW.type, NEW.amount, NEW.currency,
+        NEW.wallet_id, NEW.from_wallet_id, NEW.to_wallet_id, NEW.reference, NEW.batch_id,
+        NEW.created_at)
        IS DISTINCT FROM
-       (OLD.id, OLD.seq, OLD.tenant_id, OLD.type, OLD.amount, OLD.currency, OLD.wallet_id,
-        OLD.from_wallet_id, OLD.to_wallet_id, OLD.reference, OLD.batch_id, OLD.created_at) THEN
+       (OLD.id, OLD.seq, OLD.position, OLD.tenant_id, OLD.type, OLD.amount, OLD.currency,
+        OLD.wallet_id, OLD.from_wallet_id, OLD.to_wallet_id, OLD.reference, OLD.batch_id,
+        OLD.created_at) THEN
         RAISE EXCEPTION 'operation % may only change its outcome', OLD.id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'operation_final';
     END IF;
@@ -344,6 +364,7 @@ DROP TABLE IF EXISTS posting;
 DROP TABLE IF EXISTS transaction;
 DROP TABLE IF EXISTS operation;
 DROP TABLE IF EXISTS replenishment_batch;
+DROP TABLE IF EXISTS wallet_sequence;
 DROP TABLE IF EXISTS wallet;
 DROP TABLE IF EXISTS account;
 DROP TABLE IF EXISTS api_key;

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 Record = asyncpg.Record
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy  # type: ignore[type-arg]
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 ACCOUNT_COLUMNS = """
     a.id, a.seq, a.name, a.created_at,
@@ -50,7 +50,7 @@ async def idempotency_record(conn: Connection, tenant_id: uuid.UUID, key: str) -
 
 # The account, its wallet and (if a key was given) the idempotency record, in one
 # statement. With a key that is already taken, nothing is inserted and no row returns.
-CREATE_ACCOUNT = f"""
+CREATE_ACCOUNT = """
 WITH idem AS (
     INSERT INTO idempotency_key
         (tenant_id, key, request_hash, resource_type, resource_id, status_code)
@@ -67,6 +67,8 @@ WITH idem AS (
     INSERT INTO wallet (id, account_id, tenant_id, currency)
     SELECT $6, a.id, a.tenant_id, $7 FROM a
     RETURNING id, currency, balance, updated_at
+), queue AS (
+    INSERT INTO wallet_sequence (wallet_id) SELECT id FROM w
 )
 SELECT a.id, a.seq, a.name, a.created_at,
        w.id AS wallet_id, w.currency, w.balance, w.updated_at
@@ -75,11 +77,24 @@ FROM a, w
 
 
 async def create_account(
-    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str | None,
-    request_hash: bytes, account_id: uuid.UUID, name: str, wallet_id: uuid.UUID, currency: str,
+    conn: Connection,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str | None,
+    request_hash: bytes,
+    account_id: uuid.UUID,
+    name: str,
+    wallet_id: uuid.UUID,
+    currency: str,
 ) -> Record | None:
     return await conn.fetchrow(
-        CREATE_ACCOUNT, tenant_id, idempotency_key, request_hash, account_id, name, wallet_id,
+        CREATE_ACCOUNT,
+        tenant_id,
+        idempotency_key,
+        request_hash,
+        account_id,
+        name,
+        wallet_id,
         currency,
     )
 
@@ -91,7 +106,9 @@ WHERE a.id = $1 AND a.tenant_id = $2
 """
 
 
-async def get_account(conn: Connection, account_id: uuid.UUID, tenant_id: uuid.UUID) -> Record | None:
+async def get_account(
+    conn: Connection, account_id: uuid.UUID, tenant_id: uuid.UUID
+) -> Record | None:
     return await conn.fetchrow(GET_ACCOUNT, account_id, tenant_id)
 
 
@@ -144,7 +161,9 @@ async def list_postings(
 
 # Idempotency record and operation in one statement, only if every named wallet is the
 # tenant's. The key's primary key makes a concurrent duplicate wait for the first
-# request's commit and then insert nothing (ON CONFLICT DO NOTHING).
+# request's commit and then insert nothing (ON CONFLICT DO NOTHING). The operation takes
+# the next position in its wallet's queue under the wallet_sequence row lock, held until
+# this statement commits: positions are in commit order.
 CREATE_REPLENISHMENT = f"""
 WITH target AS (
     SELECT id FROM wallet WHERE id = $3 AND tenant_id = $1
@@ -155,10 +174,16 @@ WITH target AS (
     WHERE EXISTS (SELECT 1 FROM target)
     ON CONFLICT DO NOTHING
     RETURNING resource_id
+), queue AS (
+    UPDATE wallet_sequence SET last_position = last_position + 1
+    WHERE wallet_id = $3 AND EXISTS (SELECT 1 FROM idem)
+    RETURNING last_position
 )
 INSERT INTO operation
-    (id, tenant_id, type, amount, currency, wallet_id, reference, idempotency_key, request_id)
-SELECT resource_id, $1, 'replenishment', $6, $7, $3, $8, $2, $9 FROM idem
+    (id, tenant_id, type, amount, currency, wallet_id, reference, idempotency_key, request_id,
+     position)
+SELECT idem.resource_id, $1, 'replenishment', $6, $7, $3, $8, $2, $9, queue.last_position
+FROM idem, queue
 RETURNING {OPERATION_COLUMNS}
 """
 
@@ -174,34 +199,73 @@ WITH source AS (
     WHERE EXISTS (SELECT 1 FROM source) AND EXISTS (SELECT 1 FROM destination)
     ON CONFLICT DO NOTHING
     RETURNING resource_id
+), queue AS (
+    UPDATE wallet_sequence SET last_position = last_position + 1
+    WHERE wallet_id = $3 AND EXISTS (SELECT 1 FROM idem)
+    RETURNING last_position
 )
 INSERT INTO operation
     (id, tenant_id, type, amount, currency, from_wallet_id, to_wallet_id, reference,
-     idempotency_key, request_id)
-SELECT resource_id, $1, 'transfer', $7, $8, $3, $4, $9, $2, $10 FROM idem
+     idempotency_key, request_id, position)
+SELECT idem.resource_id, $1, 'transfer', $7, $8, $3, $4, $9, $2, $10, queue.last_position
+FROM idem, queue
 RETURNING {OPERATION_COLUMNS}
 """
 
 
 async def create_replenishment(
-    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str, request_hash: bytes,
-    operation_id: uuid.UUID, wallet_id: uuid.UUID, amount: int, currency: str,
-    reference: str | None, request_id: str | None,
+    conn: Connection,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str,
+    request_hash: bytes,
+    operation_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    request_id: str | None,
 ) -> Record | None:
     return await conn.fetchrow(
-        CREATE_REPLENISHMENT, tenant_id, idempotency_key, wallet_id, request_hash, operation_id,
-        amount, currency, reference, request_id,
+        CREATE_REPLENISHMENT,
+        tenant_id,
+        idempotency_key,
+        wallet_id,
+        request_hash,
+        operation_id,
+        amount,
+        currency,
+        reference,
+        request_id,
     )
 
 
 async def create_transfer(
-    conn: Connection, *, tenant_id: uuid.UUID, idempotency_key: str, request_hash: bytes,
-    operation_id: uuid.UUID, from_wallet_id: uuid.UUID, to_wallet_id: uuid.UUID, amount: int,
-    currency: str, reference: str | None, request_id: str | None,
+    conn: Connection,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str,
+    request_hash: bytes,
+    operation_id: uuid.UUID,
+    from_wallet_id: uuid.UUID,
+    to_wallet_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    request_id: str | None,
 ) -> Record | None:
     return await conn.fetchrow(
-        CREATE_TRANSFER, tenant_id, idempotency_key, from_wallet_id, to_wallet_id, request_hash,
-        operation_id, amount, currency, reference, request_id,
+        CREATE_TRANSFER,
+        tenant_id,
+        idempotency_key,
+        from_wallet_id,
+        to_wallet_id,
+        request_hash,
+        operation_id,
+        amount,
+        currency,
+        reference,
+        request_id,
     )
 
 

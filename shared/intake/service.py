@@ -28,7 +28,7 @@ from shared.ids import uuid7
 from shared.intake import repository as repo
 from shared.intake.repository import Record
 
-Pool = asyncpg.Pool  # type: ignore[type-arg]
+Pool = asyncpg.Pool
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,7 +46,10 @@ def request_hash(method: str, path: str, body: dict[str, Any]) -> bytes:
 
 
 async def _replay(
-    conn: repo.Connection, tenant_id: uuid.UUID, key: str, digest: bytes,
+    conn: repo.Connection,
+    tenant_id: uuid.UUID,
+    key: str,
+    digest: bytes,
 ) -> Accepted | None:
     record = await repo.idempotency_record(conn, tenant_id, key)
     if record is None:
@@ -65,7 +68,8 @@ async def _replay(
 
 
 async def _insert_once(
-    conn: repo.Connection, insert: Callable[[], Awaitable[Record | None]],
+    conn: repo.Connection,
+    insert: Callable[[], Awaitable[Record | None]],
 ) -> Record | None:
     try:
         return await insert()
@@ -76,14 +80,28 @@ async def _insert_once(
 
 
 async def create_account(
-    pool: Pool, *, tenant_id: uuid.UUID, idempotency_key: str | None, name: str, currency: str,
+    pool: Pool,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str | None,
+    name: str,
+    currency: str,
 ) -> Accepted:
     digest = request_hash("POST", "/v1/accounts", {"name": name, "currency": currency})
     async with pool.acquire() as conn:
-        row = await _insert_once(conn, lambda: repo.create_account(
-            conn, tenant_id=tenant_id, idempotency_key=idempotency_key, request_hash=digest,
-            account_id=uuid7(), name=name, wallet_id=uuid7(), currency=currency,
-        ))
+        row = await _insert_once(
+            conn,
+            lambda: repo.create_account(
+                conn,
+                tenant_id=tenant_id,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                account_id=uuid7(),
+                name=name,
+                wallet_id=uuid7(),
+                currency=currency,
+            ),
+        )
         if row is not None:
             return Accepted(row, 201, replayed=False)
         assert idempotency_key is not None, "without a key the account is always created"
@@ -93,19 +111,37 @@ async def create_account(
 
 
 async def create_replenishment(
-    pool: Pool, *, tenant_id: uuid.UUID, idempotency_key: str, wallet_id: uuid.UUID,
-    amount: int, currency: str, reference: str | None, request_id: str | None,
+    pool: Pool,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str,
+    wallet_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    request_id: str | None,
 ) -> Accepted:
     digest = request_hash(
-        "POST", f"/v1/wallets/{wallet_id}/replenishments",
+        "POST",
+        f"/v1/wallets/{wallet_id}/replenishments",
         {"amount": amount, "currency": currency, "reference": reference},
     )
     async with pool.acquire() as conn:
-        row = await _insert_once(conn, lambda: repo.create_replenishment(
-            conn, tenant_id=tenant_id, idempotency_key=idempotency_key, request_hash=digest,
-            operation_id=uuid7(), wallet_id=wallet_id, amount=amount, currency=currency,
-            reference=reference, request_id=request_id,
-        ))
+        row = await _insert_once(
+            conn,
+            lambda: repo.create_replenishment(
+                conn,
+                tenant_id=tenant_id,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                operation_id=uuid7(),
+                wallet_id=wallet_id,
+                amount=amount,
+                currency=currency,
+                reference=reference,
+                request_id=request_id,
+            ),
+        )
         if row is not None:
             return Accepted(row, 202, replayed=False)
         replay = await _replay(conn, tenant_id, idempotency_key, digest)
@@ -115,21 +151,45 @@ async def create_replenishment(
 
 
 async def create_transfer(
-    pool: Pool, *, tenant_id: uuid.UUID, idempotency_key: str, from_wallet_id: uuid.UUID,
-    to_wallet_id: uuid.UUID, amount: int, currency: str, reference: str | None,
+    pool: Pool,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str,
+    from_wallet_id: uuid.UUID,
+    to_wallet_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
     request_id: str | None,
 ) -> Accepted:
     digest = request_hash(
-        "POST", "/v1/transfers",
-        {"from_wallet_id": str(from_wallet_id), "to_wallet_id": str(to_wallet_id),
-         "amount": amount, "currency": currency, "reference": reference},
+        "POST",
+        "/v1/transfers",
+        {
+            "from_wallet_id": str(from_wallet_id),
+            "to_wallet_id": str(to_wallet_id),
+            "amount": amount,
+            "currency": currency,
+            "reference": reference,
+        },
     )
     async with pool.acquire() as conn:
-        row = await _insert_once(conn, lambda: repo.create_transfer(
-            conn, tenant_id=tenant_id, idempotency_key=idempotency_key, request_hash=digest,
-            operation_id=uuid7(), from_wallet_id=from_wallet_id, to_wallet_id=to_wallet_id,
-            amount=amount, currency=currency, reference=reference, request_id=request_id,
-        ))
+        row = await _insert_once(
+            conn,
+            lambda: repo.create_transfer(
+                conn,
+                tenant_id=tenant_id,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                operation_id=uuid7(),
+                from_wallet_id=from_wallet_id,
+                to_wallet_id=to_wallet_id,
+                amount=amount,
+                currency=currency,
+                reference=reference,
+                request_id=request_id,
+            ),
+        )
         if row is not None:
             return Accepted(row, 202, replayed=False)
         replay = await _replay(conn, tenant_id, idempotency_key, digest)

@@ -22,6 +22,8 @@ class PendingOperation:
     from_wallet_id: uuid.UUID | None
     to_wallet_id: uuid.UUID | None
     batch_id: uuid.UUID | None
+    queue_wallet_id: uuid.UUID
+    seq: int
 
 
 @dataclass(slots=True)
@@ -57,20 +59,26 @@ def claim_wallets(cur: Cursor, scan: int) -> list[uuid.UUID]:
     return [row[0] for row in cur.fetchall()]
 
 
-# Read after the claim, so this snapshot sees every commit of the previous claimant.
+# The first `per_wallet` pending operations of each claimed wallet, in queue order. Read
+# after the claim, so this snapshot sees every commit of the wallet's previous claimant.
 PENDING_OPERATIONS = """
-SELECT id, type, amount, wallet_id, from_wallet_id, to_wallet_id, batch_id
-FROM operation
-WHERE status = 'pending' AND queue_wallet_id = ANY(%(wallets)s::uuid[])
-ORDER BY seq
-LIMIT %(limit)s
+SELECT o.id, o.type, o.amount, o.wallet_id, o.from_wallet_id, o.to_wallet_id, o.batch_id,
+       o.queue_wallet_id, o.seq
+FROM unnest(%(wallets)s::uuid[]) AS claimed (wallet_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM operation
+    WHERE status = 'pending' AND queue_wallet_id = claimed.wallet_id
+    ORDER BY position
+    LIMIT %(per_wallet)s
+) o
 """
 
 
 def pending_operations(
-    cur: Cursor, wallets: list[uuid.UUID], limit: int
+    cur: Cursor, wallets: list[uuid.UUID], per_wallet: int
 ) -> list[PendingOperation]:
-    cur.execute(PENDING_OPERATIONS, {"wallets": wallets, "limit": limit})
+    """Pending operations of the claimed wallets: each wallet's in position order."""
+    cur.execute(PENDING_OPERATIONS, {"wallets": wallets, "per_wallet": per_wallet})
     return [PendingOperation(*row) for row in cur.fetchall()]
 
 

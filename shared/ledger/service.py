@@ -13,9 +13,11 @@ The rules, and how each is kept:
    are balanced against a funding wallet (the schema checks it per statement).
 5. Serial per wallet, in acceptance order. A drain first claims wallets' queues (an
    advisory lock per wallet, see `repository.CLAIM_WALLETS`) and then applies each claimed
-   wallet's pending operations in `seq` order. While a wallet's queue is claimed nobody
-   else applies its operations; credits from other wallets' transfers only take its
-   balance row lock, in the order their own source wallets are drained.
+   wallet's pending operations in `position` order: the order in which the intake
+   committed them, under a per-wallet row lock (see `shared.intake.repository`). While a
+   wallet's queue is claimed nobody else applies its operations; credits from other
+   wallets' transfers only take its balance row lock, in the order their own source
+   wallets are drained.
 
 One drain applies many operations, of many wallets, in one transaction: that is what makes
 a hot wallet or a bulk batch cheap (one lock, one commit, a few bulk statements).
@@ -82,7 +84,8 @@ class _Book:
 
 
 def apply(
-    operations: list[PendingOperation], wallets: dict[uuid.UUID, WalletState],
+    operations: list[PendingOperation],
+    wallets: dict[uuid.UUID, WalletState],
     funding: WalletState | None,
 ) -> _Book:
     """Decide each operation's outcome, in order, against the locked balances."""
@@ -108,6 +111,20 @@ def apply(
     return book
 
 
+def interleave(operations: list[PendingOperation]) -> list[PendingOperation]:
+    """One application order for a drain: each wallet's operations stay in their queue
+    order, and the queues are merged by arrival (`seq`), so that a credit accepted before a
+    debit of the same wallet is usually applied before it too."""
+    keyed = []
+    last_key: dict[uuid.UUID, int] = {}
+    for op in operations:  # each wallet's operations arrive in position order
+        key = max(op.seq, last_key.get(op.queue_wallet_id, op.seq))
+        last_key[op.queue_wallet_id] = key
+        keyed.append((key, op))
+    keyed.sort(key=lambda pair: pair[0])  # stable: ties keep queue order
+    return [op for _, op in keyed]
+
+
 def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     """Claim wallets with pending work and apply up to `max_ops` of their operations.
 
@@ -118,7 +135,8 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     result.claimed_wallets = len(claimed)
     if not claimed:
         return result
-    operations = repo.pending_operations(cur, claimed, limit=max_ops)
+    per_wallet = max(1, max_ops // len(claimed))
+    operations = interleave(repo.pending_operations(cur, claimed, per_wallet))
     if not operations:
         return result
 
@@ -130,8 +148,10 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
         wallet_ids.update(w for w in (op.wallet_id, op.from_wallet_id, op.to_wallet_id) if w)
     wallets = repo.lock_wallets(cur, list(wallet_ids))
     if len(wallets) != len(wallet_ids):
-        raise RuntimeError(f"operations name wallets that are not user wallets: "
-                           f"{sorted(map(str, wallet_ids - wallets.keys()))}")
+        raise RuntimeError(
+            f"operations name wallets that are not user wallets: "
+            f"{sorted(map(str, wallet_ids - wallets.keys()))}"
+        )
 
     book = apply(operations, wallets, funding)
     if book.transactions:
@@ -172,7 +192,9 @@ def drain(
         if result.applied:
             log.info(
                 "drain applied %d operations (%d succeeded, %d failed) over %d wallets",
-                result.applied, len(result.succeeded), len(result.failed),
+                result.applied,
+                len(result.succeeded),
+                len(result.failed),
                 result.claimed_wallets,
             )
             on_commit(result)

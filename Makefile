@@ -1,0 +1,30 @@
+# The README's commands. Each target installs the project into $(VENV) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/paysys
+REDIS_URL ?= redis://127.0.0.1:6379/0
+export DATABASE_URL REDIS_URL
+
+.PHONY: install run test lint compose-check
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/paysys run
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+compose-check: install
+	$(VENV)/bin/docker-compose -f docker-compose.yml config --quiet

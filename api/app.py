@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub_redis = aioredis.from_url(redis_url, socket_connect_timeout=1, health_check_interval=15)
         celery = make_celery(settings)
         hub = CompletionHub(hub_redis, settings)
+        hub.close_on_exit_signals()
         resources = Resources(
             settings=settings,
             pool=pool,

@@ -30,19 +30,28 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.QueryCanceledError,  # statement_timeout: the database is not keeping up
+    # Releasing a connection the server terminated mid-query (a fast shutdown) fails to
+    # reset it; the pool discards it.
+    asyncpg.InternalClientError,
+    asyncpg.TooManyConnectionsError,
+    # Shutting down, starting up, or statement_timeout: the database is not keeping up.
+    asyncpg.OperatorInterventionError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
 
 
+def _printable(part: Any) -> str | int:
+    """A location as it can be echoed back: a hostile field name may not be valid UTF-8."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "replace").decode("utf-8")[:200]
+
+
 def field_errors(raw: list[Any]) -> list[FieldError]:
     errors = []
     for err in raw:
-        loc = [part for part in err.get("loc", ()) if part != "__root__"]
+        loc = [_printable(part) for part in err.get("loc", ()) if part != "__root__"]
         msg = str(err.get("msg", "invalid"))
         if err.get("type") == "json_invalid":
             reason = (err.get("ctx") or {}).get("error")

@@ -2,7 +2,8 @@
 
 FastAPI reads JSON with the standard parser, which turns `10.005` into a float and would
 let `1e3`, `NaN` or `Infinity` through. Routes of `JsonRoute` read numbers as
-`JsonNumber` (their literal text) instead, refuse NaN and Infinity, and turn any parse
+`JsonNumber` (their literal text) instead, refuse NaN, Infinity and duplicate member
+names, and turn any parse
 failure (malformed, too deeply nested, not UTF-8, an integer of thousands of digits) into
 the JSON decode error that FastAPI answers with 422.
 """
@@ -24,9 +25,19 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"amount": "1.00", "amount": "100.00"} is ambiguous; for money, refuse it.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member names in a JSON object")
+    return obj
+
+
 def loads(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_float=JsonNumber, parse_constant=_refuse_constant)
+        return json.loads(
+            body, parse_float=JsonNumber, parse_constant=_refuse_constant, object_pairs_hook=_object
+        )
     except json.JSONDecodeError:
         raise
     except RecursionError:

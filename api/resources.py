@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import asyncpg
 import orjson
@@ -89,10 +93,39 @@ class CompletionHub:
         self._redis = redis
         self._channel = completions_channel(settings)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.closing = False
+        self._loop = asyncio.get_running_loop()
+
+    def close_on_exit_signals(self) -> None:
+        """On SIGTERM or SIGINT, answer every long poll at once with what it has.
+
+        Uvicorn then stops accepting and waits for in-flight requests; a `?wait=` poll
+        may have up to 30 s left, longer than a deployment should wait. The handler is
+        chained in front of uvicorn's own (installed before the app starts).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+
+            def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+                self.closing = True
+                self._loop.call_soon_threadsafe(self._wake_all)
+                if callable(previous):
+                    previous(sig, frame)
+
+            signal.signal(signum, handler)
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     @contextmanager
     def watch(self, key: str) -> Iterator[asyncio.Event]:
         event = asyncio.Event()
+        if self.closing:
+            event.set()
         self._waiters.setdefault(key, set()).add(event)
         try:
             yield event

@@ -20,9 +20,20 @@ def _amount(value: object) -> int:
         raise PydanticCustomError("amount", str(exc)) from None
 
 
+def _storable(value: str) -> None:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold a lone surrogate."""
+    if "\x00" in value:
+        raise PydanticCustomError("text", "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("text", "must be valid Unicode text") from None
+
+
 def _currency(value: object) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("currency", 'currency must be a string such as "USD"')
+    _storable(value)
     return value.upper()
 
 
@@ -30,6 +41,7 @@ def _text(max_length: int, *, allow_blank: bool) -> Any:
     def check(value: object) -> str:
         if not isinstance(value, str):
             raise PydanticCustomError("string_type", "must be a string")
+        _storable(value)
         if not allow_blank and not value.strip():
             raise PydanticCustomError("blank", "must not be blank")
         if len(value) > max_length:

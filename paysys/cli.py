@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import click
 
 from paysys import logs
 from shared.settings import get_settings
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +40,9 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     logs.configure("api")
+    # Uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler in
+    # place: make that previous handler a clean exit, so a graceful stop exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = get_settings()
     settings.require_database_url()
     settings.require_redis_url()
@@ -46,7 +55,6 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,
-        limit_max_requests=None,
     )
 
 

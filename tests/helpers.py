@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import psycopg2
 
 FINAL = {"succeeded", "failed"}
 
@@ -130,3 +132,18 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["status"] == status
     assert {"type", "title", "detail"} <= body.keys()
     return body
+
+
+def hold_wallet_queue(
+    database_url: str, wallet: str, release: threading.Event, held: threading.Event
+) -> None:
+    """Claim a wallet's queue the way a drain does, so no worker can apply its operations."""
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s::uuid::text, %s))",
+            (wallet, 0x70617973),
+        )
+        held.set()
+        release.wait(30)
+    conn.close()

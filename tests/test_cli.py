@@ -12,15 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
-from shared.migrate import upgrade
+from shared import audit
 from tests.conftest import ENV, Stack
 from tests.helpers import Api
 from tests.procs import alive, descendants, kill_all
-from tests.stack import create_database, drop_database, free_port, wait_ready
+from tests.scratch_ledger import Conn, Plan, accept, drain_all, scratch_database
+from tests.stack import free_port, wait_ready
 
 
 def paysys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,37 +57,95 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     assert "latest schema" in result.stdout
 
 
+# A corruption the schema would refuse, written with its guards off (what only a superuser
+# can do), and the audit check that must report it.
+CORRUPTIONS = {
+    "balances_are_sums_of_postings": [
+        "UPDATE wallet SET balance = balance + 1 WHERE id = (SELECT wallet_id FROM posting "
+        "WHERE amount > 0 AND wallet_id IN (SELECT id FROM wallet WHERE kind = 'user') LIMIT 1)",
+    ],
+    "conservation": [
+        "UPDATE wallet SET balance = balance + 7 WHERE id = (SELECT wallet_id FROM posting "
+        "WHERE amount > 0 AND wallet_id IN (SELECT id FROM wallet WHERE kind = 'user') LIMIT 1)",
+    ],
+    "transactions_balance": [
+        "UPDATE posting SET amount = amount + 1, balance_after = balance_after + 1 "
+        "WHERE id = (SELECT id FROM posting WHERE amount > 0 ORDER BY id LIMIT 1)",
+    ],
+    "running_balances": [
+        "UPDATE posting SET balance_after = balance_after + 5 "
+        "WHERE id = (SELECT id FROM posting WHERE amount > 0 ORDER BY id LIMIT 1)",
+    ],
+    "no_negative_balance": [
+        "ALTER TABLE wallet DROP CONSTRAINT ck_wallet_balance_non_negative",
+        "UPDATE posting SET balance_after = -1 WHERE id = (SELECT id FROM posting "
+        "WHERE amount > 0 AND wallet_id IN (SELECT id FROM wallet WHERE kind = 'user') LIMIT 1)",
+    ],
+    "succeeded_once": [
+        "ALTER TABLE transaction DROP CONSTRAINT uq_transaction_operation_id",
+        "INSERT INTO transaction (id, operation_id, type) SELECT gen_random_uuid(), id, type "
+        "FROM operation WHERE status = 'succeeded' LIMIT 1",
+    ],
+    "postings_match_operations": [
+        "UPDATE operation SET amount = amount + 1 "
+        "WHERE id = (SELECT id FROM operation WHERE status = 'succeeded' LIMIT 1)",
+    ],
+    "applied_in_order": [
+        "ALTER TABLE operation DROP CONSTRAINT uq_operation_queue_wallet_id_position",
+        "UPDATE operation SET position = 1000 - position "
+        "WHERE queue_wallet_id = (SELECT queue_wallet_id FROM operation o JOIN transaction t "
+        "ON t.operation_id = o.id GROUP BY 1 HAVING count(*) > 1 LIMIT 1)",
+    ],
+    "final_is_complete": [
+        "ALTER TABLE operation DROP CONSTRAINT ck_operation_completed",
+        "UPDATE operation SET completed_at = NULL "
+        "WHERE id = (SELECT id FROM operation WHERE status = 'succeeded' LIMIT 1)",
+    ],
+    "one_operation_per_key": [
+        "INSERT INTO idempotency_key (tenant_id, key, request_hash, resource_type, resource_id,"
+        " status_code) SELECT tenant_id, 'orphan', '\\x00', 'operation', id, 202 "
+        "FROM operation LIMIT 1",
+    ],
+    "completed_in_order": [
+        "UPDATE operation SET status = 'pending', completed_at = NULL, transaction_id = NULL, "
+        "error_code = NULL WHERE id = (SELECT id FROM operation WHERE position = 1 LIMIT 1)",
+    ],
+}
+
+
 @pytest.fixture
-def scratch_url() -> Iterator[str]:
-    name = f"paysys_scratch_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    upgrade(make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False))
-    try:
-        yield url
-    finally:
-        drop_database(name)
+def scratch_ledger() -> Iterator[tuple[str, Conn]]:
+    """A scratch database with a ledger written by the real ledger service."""
+    for url, conn in scratch_database():
+        plan: Plan = [("replenishment", i % 4, None, 10_000) for i in range(8)]
+        plan += [("transfer", i % 4, (i + 1) % 4, 500 + i) for i in range(12)]
+        accept(conn, plan)
+        drain_all(conn, max_ops=3)
+        yield url, conn
 
 
-def test_audit_reports_a_corrupted_ledger(scratch_url: str) -> None:
-    clean = paysys("audit", env={"DATABASE_URL": scratch_url})
+def test_audit_passes_a_sound_ledger(scratch_ledger: tuple[str, Conn]) -> None:
+    url, _ = scratch_ledger
+    clean = paysys("audit", env={"DATABASE_URL": url})
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "hold" in clean.stdout
+    assert f"all {len(audit.CHECKS)} ledger invariants hold" in clean.stdout
 
-    conn = psycopg2.connect(scratch_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        # Triggers off (what only a superuser can do) to write what the schema refuses.
-        cur.execute("SET session_replication_role = replica")
-        cur.execute(
-            "UPDATE wallet SET balance = 1234, entry_count = 1 "
-            "WHERE id = '00000000-0000-7000-8000-000000000001'"
-        )
-    conn.close()
-    broken = paysys("audit", env={"DATABASE_URL": scratch_url})
-    assert broken.returncode == 1
-    assert "BROKEN balances_are_sums_of_postings" in broken.stdout
-    assert "BROKEN conservation" in broken.stdout
-    assert "00000000-0000-7000-8000-000000000001" in broken.stdout
+
+def test_every_audit_check_is_shown_to_catch_something() -> None:
+    assert set(CORRUPTIONS) == {check.name for check in audit.CHECKS}
+
+
+@pytest.mark.parametrize("check", sorted(CORRUPTIONS))
+def test_audit_reports_a_corrupted_ledger(scratch_ledger: tuple[str, Conn], check: str) -> None:
+    url, conn = scratch_ledger
+    with conn, conn.cursor() as cur:
+        cur.execute("SET session_replication_role = replica")  # triggers off
+        for statement in CORRUPTIONS[check]:
+            cur.execute(statement)
+            assert cur.rowcount != 0, statement
+    broken = paysys("audit", env={"DATABASE_URL": url})
+    assert broken.returncode == 1, broken.stdout
+    assert f"BROKEN {check}:" in broken.stdout
 
 
 def _start_run(log: Path, port: int) -> subprocess.Popen[bytes]:

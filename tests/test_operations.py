@@ -8,7 +8,7 @@ from decimal import Decimal
 import psycopg2.extensions
 
 from tests.conftest import query
-from tests.helpers import Api, assert_problem
+from tests.helpers import Api, assert_problem, hold_wallet_queue
 
 
 def test_replenishment_is_accepted_then_applied(api: Api) -> None:
@@ -105,27 +105,12 @@ def test_unknown_operation_is_404(api: Api) -> None:
     assert_problem(response, 404, "not_found")
 
 
-def _hold_wallet_queue(
-    database_url: str, wallet: str, release: threading.Event, held: threading.Event
-) -> None:
-    """Claim a wallet's queue the way a drain does, so no worker can apply its operations."""
-    conn = psycopg2.connect(database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s::uuid::text, %s))",
-            (wallet, 0x70617973),
-        )
-        held.set()
-        release.wait(30)
-    conn.close()
-
-
 def test_long_poll_times_out_pending_then_returns_as_soon_as_final(
     api: Api, database_url: str
 ) -> None:
     wallet = api.create_wallet()
     release, held = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_wallet_queue, args=(database_url, wallet, release, held))
+    holder = threading.Thread(target=hold_wallet_queue, args=(database_url, wallet, release, held))
     holder.start()
     try:
         assert held.wait(10)

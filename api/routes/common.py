@@ -14,7 +14,7 @@ from shared.money import SUPPORTED_CURRENCIES
 
 def check_currency(currency: str) -> None:
     if currency not in SUPPORTED_CURRENCIES:
-        raise UnsupportedCurrency(f'Currency "{currency}" is not supported; use "USD"')
+        raise UnsupportedCurrency('Only "USD" is supported')
 
 
 def accepted_response(accepted: Accepted, document: dict[str, Any], location: str) -> Response:

@@ -93,7 +93,7 @@ async def get_operation(
         with res.hub.watch(f"o:{operation_id}") as completed:
             while row is not None and row["status"] == "pending":
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or res.hub.closing:
                     break
                 try:
                     await asyncio.wait_for(

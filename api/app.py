@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from api import errors
 from api.middleware import AuthMiddleware, RequestIdMiddleware
 from api.resources import CompletionHub, Doorbell, Resources, create_pool
-from api.routes import accounts, health, operations, wallets
+from api.routes import accounts, batches, health, operations, wallets
 from api.schemas import Problem
 from shared.queue import make_celery
 from shared.settings import Settings, get_settings
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(wallets.router)
     app.include_router(operations.router)
+    app.include_router(batches.router)
     # Added last = runs first: request id, then authentication.
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestIdMiddleware)

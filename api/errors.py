@@ -33,9 +33,16 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     # Releasing a connection the server terminated mid-query (a fast shutdown) fails to
     # reset it; the pool discards it.
     asyncpg.InternalClientError,
-    asyncpg.TooManyConnectionsError,
+    # Out of connections, memory (the lock table) or disk.
+    asyncpg.InsufficientResourcesError,
     # Shutting down, starting up, or statement_timeout: the database is not keeping up.
     asyncpg.OperatorInterventionError,
+    # lock_timeout outside an idempotency wait: rows held too long by other writers.
+    asyncpg.LockNotAvailableError,
+    # A failover's read-only moment; contention a retry resolves.
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )

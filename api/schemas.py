@@ -110,6 +110,20 @@ class TransferCreate(RequestModel):
     reference: Reference | None = None
 
 
+MAX_BATCH_ITEMS = 10_000
+
+
+class BatchItemCreate(RequestModel):
+    wallet_id: UUID
+    amount: Amount
+    currency: Currency = "USD"
+    reference: Reference | None = None
+
+
+class BatchCreate(RequestModel):
+    items: list[BatchItemCreate] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
 # --- Responses (documentation) --------------------------------------------------------
 
 Money = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["25.00"])]
@@ -170,6 +184,27 @@ class Operation(BaseModel):
     error: OperationError | None
     created_at: datetime
     completed_at: datetime | None
+
+
+class Batch(BaseModel):
+    id: UUID
+    status: Literal["pending", "completed"]
+    total: int
+    pending: int
+    succeeded: int
+    failed: int
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class BatchValidation(BaseModel):
+    valid: Literal[True]
+    total: int
+
+
+class OperationPage(BaseModel):
+    items: list[Operation]
+    next_cursor: str | None
 
 
 class Health(BaseModel):

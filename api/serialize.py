@@ -82,6 +82,20 @@ def posting(row: Record) -> dict[str, Any]:
     }
 
 
+def batch(row: Record) -> dict[str, Any]:
+    completed = row["pending"] == 0
+    return {
+        "id": str(row["id"]),
+        "status": "completed" if completed else "pending",
+        "total": row["total"],
+        "pending": row["pending"],
+        "succeeded": row["succeeded"],
+        "failed": row["failed"],
+        "created_at": timestamp(row["created_at"]),
+        "completed_at": timestamp(row["last_completed_at"]) if completed else None,
+    }
+
+
 # Cursors are opaque to clients: a position in the listing, base64url-encoded.
 _CURSOR_PREFIX = "p1:"
 

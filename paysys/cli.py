@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -60,17 +61,32 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool processes (default 2).")
-def worker(concurrency: int | None) -> None:
-    """Run a Celery worker that applies operations."""
+@click.option(
+    "--no-restart",
+    is_flag=True,
+    hidden=True,
+    help="Run Celery in this process, without restarting it if it dies.",
+)
+def worker(concurrency: int | None, no_restart: bool) -> None:
+    """Run a Celery worker that applies operations (restarted if it ever dies)."""
     logs.configure("worker")
+    settings = get_settings()
+    concurrency = concurrency or settings.worker_concurrency
+    if not no_restart:
+        from paysys.supervisor import keep_alive
+
+        sys.exit(
+            keep_alive(
+                ["worker", "--concurrency", str(concurrency), "--no-restart"], "celery worker"
+            )
+        )
     from worker.app import app
 
-    settings = get_settings()
     app.worker_main(
         [
             "worker",
             f"--loglevel={settings.log_level.upper()}",
-            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--concurrency={concurrency}",
             "--pool=prefork",
             "--without-gossip",
             "--without-mingle",
@@ -113,6 +129,32 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
         f" (docs at /docs); Ctrl-C stops everything"
     )
     sys.exit(supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]}))
+
+
+@main.command("replenish-batch")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 10_000),
+    default=10_000,
+    help="Items per batch (at most 10,000).",
+)
+def replenish_batch(file: Path, chunk_size: int) -> None:
+    """Top up wallets from FILE.csv (wallet_id,amount[,reference]) through the API.
+
+    Checks every row first and submits nothing if one is bad; safe to run again after a
+    crash or Ctrl-C (nothing is replenished twice). Needs PAYSYS_URL and PAYSYS_API_KEY.
+    """
+    from rich.console import Console
+
+    from paysys import csv_import
+    from paysys.client import Paysys
+
+    settings = get_settings()
+    if not settings.api_key:
+        raise click.UsageError("PAYSYS_API_KEY is not set (and PAYSYS_URL, if not the default)")
+    with Paysys(settings.url, settings.api_key) as client:
+        sys.exit(csv_import.run(file, client, Console(), chunk_size))
 
 
 @main.group("api-keys")

@@ -62,3 +62,35 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             log.warning("%s did not stop in %ss; killing it", name, GRACE_SECONDS)
             proc.kill()
             proc.wait()
+
+
+def keep_alive(args: list[str], name: str) -> int:
+    """Run `paysys <args>` and start it again whenever it dies on its own.
+
+    Celery's worker can exit on an "unrecoverable" error after losing its broker (a race in
+    kombu when a channel is closed during a Redis restart); a worker must come back by
+    itself. SIGTERM or SIGINT is passed on, and then this exits with the child's code.
+    """
+    stop = threading.Event()
+    child: subprocess.Popen[bytes] | None = None
+
+    def _on_signal(signum: int, _: FrameType | None) -> None:
+        stop.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    backoff = 1.0
+    while True:
+        started = time.monotonic()
+        child = _spawn(*args)
+        code = child.wait()
+        if stop.is_set():
+            return code
+        if time.monotonic() - started > 60:
+            backoff = 1.0  # it had been running fine: a new failure, not a crash loop
+        log.error("%s exited with code %s; starting it again in %.0fs", name, code, backoff)
+        if stop.wait(backoff):
+            return code
+        backoff = min(backoff * 2, 30.0)

@@ -37,11 +37,21 @@ def engine() -> Engine:
             connect_args={
                 "connect_timeout": max(1, int(settings.db_connect_timeout)),
                 "application_name": "paysys",
-                # A dead server must not hang a worker forever.
+                # A dead server must not hang a worker forever ...
                 "keepalives": 1,
                 "keepalives_idle": 10,
                 "keepalives_interval": 5,
                 "keepalives_count": 3,
+                # ... nor a frozen or cut-off worker keep its claims and row locks: the
+                # server ends a session idle inside a transaction, probes a silent client,
+                # and no statement waits on a lock or runs for ever.
+                "options": (
+                    "-c idle_in_transaction_session_timeout=30s"
+                    " -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5"
+                    " -c tcp_keepalives_count=3"
+                    f" -c lock_timeout={int(settings.db_lock_timeout * 1000)}"
+                    f" -c statement_timeout={int(settings.db_worker_statement_timeout * 1000)}"
+                ),
             },
         )
     return _engine

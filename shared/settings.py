@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # then the newcomer is told 409 idempotency_key_in_use.
     idempotency_lock_timeout: float = Field(default=5.0, gt=0)
     idempotency_retention_hours: int = Field(default=24, ge=24)
+    # Worker sessions: a drain waiting longer than this for a row lock gives up (and is
+    # retried); a statement running longer than that is cancelled.
+    db_lock_timeout: float = Field(default=10.0, gt=0)
+    db_worker_statement_timeout: float = Field(default=60.0, gt=0)
 
     # Worker and sweeper
     worker_concurrency: int = Field(default=2, ge=1, le=64)

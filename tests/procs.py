@@ -21,6 +21,10 @@ def parents() -> dict[int, int]:
     return table
 
 
+def children(pid: int) -> set[int]:
+    return {child for child, parent in parents().items() if parent == pid}
+
+
 def descendants(pid: int) -> set[int]:
     table = parents()
     found: set[int] = set()

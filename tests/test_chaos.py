@@ -29,7 +29,7 @@ import psycopg2
 import pytest
 
 from tests.private_servers import PrivatePostgres, PrivateRedis
-from tests.procs import descendants
+from tests.procs import children
 from tests.stack import Service, free_port, wait_ready
 
 WALLETS = 60
@@ -343,10 +343,22 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         system.worker.start()
         system.worker.wait_for_log("ready.", timeout=60)
 
+    def celery_main() -> int:
+        [main] = children(system.worker.pid)  # `paysys worker` runs Celery as its child
+        return main
+
     def kill_worker_child() -> None:
-        children = descendants(system.worker.pid)
-        assert children, "the worker has no pool children"
-        os.kill(max(children), signal.SIGKILL)
+        pool = children(celery_main())
+        assert pool, "the worker has no pool children"
+        os.kill(max(pool), signal.SIGKILL)
+
+    def kill_celery_main() -> None:
+        ready_before = system.worker.log().count("ready.")
+        os.kill(celery_main(), signal.SIGKILL)  # nobody restarts it but paysys itself
+        deadline = time.monotonic() + 60
+        while system.worker.log().count("ready.") == ready_before:
+            assert time.monotonic() < deadline, "the worker did not come back by itself"
+            time.sleep(0.2)
 
     def sigterm_worker() -> None:
         system.worker.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
@@ -386,6 +398,7 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         ("worker killed -9 (main and pool)", kill_worker_group),
         ("redis restarted, queue lost", restart_redis),
         ("worker pool child killed -9", kill_worker_child),
+        ("celery main process killed -9, restarted by paysys", kill_celery_main),
         ("postgres restarted", restart_postgres),
         ("api killed -9 mid-request", kill_api),
         ("worker SIGTERM during drains", sigterm_worker),

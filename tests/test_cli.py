@@ -107,7 +107,7 @@ CORRUPTIONS = {
         "FROM operation LIMIT 1",
     ],
     "completed_in_order": [
-        "UPDATE operation SET status = 'pending', completed_at = NULL, transaction_id = NULL, "
+        "UPDATE operation SET status = 'pending', completed_at = NULL, "
         "error_code = NULL WHERE id = (SELECT id FROM operation WHERE position = 1 LIMIT 1)",
     ],
 }
@@ -129,6 +129,33 @@ def test_audit_passes_a_sound_ledger(scratch_ledger: tuple[str, Conn]) -> None:
     clean = paysys("audit", env={"DATABASE_URL": url})
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert f"all {len(audit.CHECKS)} ledger invariants hold" in clean.stdout
+
+
+def test_audit_accepts_a_key_reused_after_it_expired(scratch_ledger: tuple[str, Conn]) -> None:
+    url, conn = scratch_ledger
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tenant_id, wallet_id FROM operation WHERE type = 'replenishment' LIMIT 1"
+        )
+        tenant, wallet = cur.fetchone()  # type: ignore[misc]
+        cur.execute("SELECT max(position) FROM operation WHERE queue_wallet_id = %s", (wallet,))
+        position = cur.fetchone()[0]  # type: ignore[index]
+        ids = []
+        for offset in (1, 2):  # the first used "K" more than 24 h ago; its record is gone
+            cur.execute(
+                "INSERT INTO operation (id, tenant_id, type, amount, currency, wallet_id, "
+                "position, idempotency_key) VALUES (gen_random_uuid(), %s, 'replenishment', "
+                "100, 'USD', %s, %s, 'K') RETURNING id",
+                (tenant, wallet, position + offset),
+            )
+            ids.append(cur.fetchone()[0])  # type: ignore[index]
+        cur.execute(
+            "INSERT INTO idempotency_key (tenant_id, key, request_hash, resource_type, "
+            "resource_id, status_code) VALUES (%s, 'K', '\\x00', 'operation', %s, 202)",
+            (tenant, ids[1]),
+        )
+    result = paysys("audit", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stdout
 
 
 def test_every_audit_check_is_shown_to_catch_something() -> None:

@@ -5,10 +5,11 @@ import threading
 import time
 from decimal import Decimal
 
+import psycopg2
 import psycopg2.extensions
 
 from tests.conftest import query
-from tests.helpers import Api, assert_problem, hold_wallet_queue
+from tests.helpers import Api, assert_problem, hold_wallet_queue, new_key
 
 
 def test_replenishment_is_accepted_then_applied(api: Api) -> None:
@@ -159,3 +160,62 @@ def test_amounts_are_exact_cents(api: Api) -> None:
         assert re.fullmatch(r"\d+\.\d\d", op["amount"])
         assert api.wait(op["id"])["status"] == "succeeded"
     assert api.wallet(wallet)["balance"] == "1000000011.99"
+
+
+def test_a_busy_wallet_at_the_head_does_not_hold_up_other_wallets(
+    api: Api, database_url: str
+) -> None:
+    hot = api.create_wallet("hot")
+    other = api.create_wallet("other")
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_wallet_queue, args=(database_url, hot, release, held))
+    holder.start()
+    try:
+        assert held.wait(10)
+        # A backlog longer than a drain looks at, all on a wallet some drain is busy with.
+        backlog = api.post(
+            "/v1/replenishment-batches",
+            {"items": [{"wallet_id": hot, "amount": "0.01"}] * 5000},
+            key=f"backlog-{time.time_ns()}",
+        )
+        assert backlog.status_code == 202
+        started = time.monotonic()
+        operation = api.replenish(other, "1.00").json()
+        assert api.wait(operation["id"], timeout=10)["status"] == "succeeded"
+        assert time.monotonic() - started < 5
+        assert (
+            api.get(f"/v1/replenishment-batches/{backlog.json()['id']}").json()["pending"] == 5000
+        )
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_lock_timeouts_say_which_lock(api: Api, database_url: str) -> None:
+    """A duplicate of a request still in flight is 409; a busy wallet queue is 503."""
+    wallet = api.create_wallet()
+    tenant_key = new_key()
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT tenant_id FROM wallet WHERE id = %s", (wallet,))
+            tenant = cur.fetchone()[0]  # type: ignore[index]
+            # An uncommitted request holding the key ...
+            cur.execute(
+                "INSERT INTO idempotency_key (tenant_id, key, request_hash, resource_type, "
+                "resource_id, status_code) VALUES (%s, %s, '\\x00', 'operation', %s, 202)",
+                (tenant, tenant_key, wallet),
+            )
+            in_use = api.replenish(wallet, "1.00", key=tenant_key)
+            assert_problem(in_use, 409, "idempotency_key_in_use")
+            cur.execute("ROLLBACK")
+        with conn, conn.cursor() as cur:
+            # ... and one holding the wallet's queue.
+            cur.execute("SELECT 1 FROM wallet_sequence WHERE wallet_id = %s FOR UPDATE", (wallet,))
+            busy = api.replenish(wallet, "1.00")
+            body = assert_problem(busy, 503, "service_unavailable")
+            assert "busy" in body["detail"]
+    finally:
+        conn.close()
+    # Neither refusal used anything up.
+    assert api.replenish(wallet, "1.00", key=tenant_key).status_code == 202

@@ -154,9 +154,8 @@ class Ledger:
                 (-amount, funding_entry, FUNDING),
             )
             cur.execute(
-                "UPDATE operation SET status = 'succeeded', transaction_id = %s, "
-                "completed_at = now() WHERE id = %s",
-                (txn, op),
+                "UPDATE operation SET status = 'succeeded', completed_at = now() WHERE id = %s",
+                (op,),
             )
         return op
 
@@ -293,8 +292,7 @@ def test_final_operations_never_change(scratch: psycopg2.extensions.connection) 
     op = ledger.replenish(ledger.wallet(), 500)
     error = refused(
         scratch,
-        "UPDATE operation SET status = 'failed', error_code = 'x', "
-        "transaction_id = NULL WHERE id = %s",
+        "UPDATE operation SET status = 'failed', error_code = 'x' WHERE id = %s",
         op,
     )
     assert "final" in error
@@ -310,12 +308,76 @@ def test_succeeded_needs_a_transaction_and_failed_an_error(
 ) -> None:
     ledger = Ledger(scratch)
     op = ledger.operation(ledger.wallet())
-    assert "ck_operation_succeeded" in refused(
+    assert "succeeded without its transaction" in refused(
         scratch, "UPDATE operation SET status = 'succeeded', completed_at = now() WHERE id = %s", op
     )
     assert "ck_operation_failed" in refused(
         scratch, "UPDATE operation SET status = 'failed', completed_at = now() WHERE id = %s", op
     )
+
+
+def test_ledger_rows_must_reference_existing_rows(
+    scratch: psycopg2.extensions.connection,
+) -> None:
+    ledger = Ledger(scratch)
+    wallet = ledger.wallet()
+    op = ledger.operation(wallet)
+    missing = uuid7()
+    # A transaction for an operation that does not exist, or is no longer pending.
+    assert "not a pending operation" in refused(
+        scratch,
+        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')",
+        uuid7(),
+        missing,
+    )
+    done = ledger.operation(ledger.wallet())
+    ledger.sql(
+        "UPDATE operation SET status = 'failed', error_code = 'x', completed_at = now() "
+        "WHERE id = %s",
+        done,
+    )
+    assert "not a pending operation" in refused(
+        scratch,
+        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')",
+        uuid7(),
+        done,
+    )
+    assert "not a pending operation" in refused(  # of another type
+        scratch,
+        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'transfer')",
+        uuid7(),
+        op,
+    )
+    # Postings of a transaction that does not exist, or of a wallet that does not.
+    assert "does not exist" in refused(
+        scratch,
+        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
+        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 100, 100)",
+        uuid7(),
+        missing,
+        FUNDING,
+        uuid7(),
+        missing,
+        wallet,
+    )
+    txn = uuid7()
+    ledger.sql(
+        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')", txn, op
+    )
+    assert "does not exist" in refused(
+        scratch,
+        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
+        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 100, 100)",
+        uuid7(),
+        txn,
+        FUNDING,
+        uuid7(),
+        txn,
+        missing,
+    )
+    # And what is referenced is never deleted.
+    assert "never deleted" in refused(scratch, "DELETE FROM wallet WHERE id = %s", wallet)
+    assert "never deleted" in refused(scratch, "TRUNCATE wallet CASCADE")
 
 
 def test_operations_cannot_name_another_tenants_wallet(

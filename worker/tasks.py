@@ -42,7 +42,9 @@ def _publish_completions(result: ledger.DrainResult) -> None:
         log.debug("could not publish completions: %r", exc)
 
 
-@shared_task(name=DRAIN_TASK, bind=True, ignore_result=True)
+# A drain is bounded by drain_max_seconds and its statements by the session's
+# statement_timeout; the time limit only stops a child that is stuck beyond both.
+@shared_task(name=DRAIN_TASK, bind=True, ignore_result=True, time_limit=300)
 def drain(self: object) -> None:
     """Apply pending operations until none is left to claim (see shared/doorbell.py)."""
     settings = get_settings()

@@ -15,9 +15,18 @@ ACCOUNT_COLUMNS = """
     w.id AS wallet_id, w.currency, w.balance, w.updated_at
 """
 
+# An operation as the API shows it: its ledger transaction (if it succeeded) joined in.
 OPERATION_COLUMNS = """
+    o.id, o.seq, o.type, o.status, o.amount, o.currency, o.wallet_id, o.from_wallet_id,
+    o.to_wallet_id, o.reference, o.batch_id, t.id AS transaction_id, o.error_code,
+    o.error_message, o.created_at, o.completed_at
+"""
+OPERATION_FROM = "operation o LEFT JOIN transaction t ON t.operation_id = o.id"
+# What an insert returns: a new operation is pending and has no transaction yet.
+NEW_OPERATION_COLUMNS = """
     id, seq, type, status, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
-    reference, batch_id, transaction_id, error_code, error_message, created_at, completed_at
+    reference, batch_id, NULL::uuid AS transaction_id, error_code, error_message, created_at,
+    completed_at
 """
 
 WALLET_COLUMNS = "id, account_id, currency, balance, updated_at"
@@ -39,6 +48,31 @@ async def tenant_for_key_hash(conn: Connection, key_hash: bytes) -> Record | Non
 IDEMPOTENCY_RECORD = """
 SELECT request_hash, resource_type, resource_id, status_code
 FROM idempotency_key WHERE tenant_id = $1 AND key = $2
+"""
+
+
+async def key_in_flight(conn: Connection, tenant_id: uuid.UUID, key: str) -> bool:
+    """Whether another transaction is inserting this key right now (probe, rolled back)."""
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL lock_timeout = '100ms'")
+            await conn.execute(PROBE_KEY, tenant_id, key)
+            raise _RollBack
+    except asyncpg.LockNotAvailableError:
+        return True
+    except _RollBack:
+        return False
+
+
+class _RollBack(Exception):
+    pass
+
+
+PROBE_KEY = """
+INSERT INTO idempotency_key (tenant_id, key, request_hash, resource_type, resource_id,
+                             status_code)
+VALUES ($1, $2, '\\x', 'operation', '00000000-0000-0000-0000-000000000000', 0)
+ON CONFLICT DO NOTHING
 """
 
 
@@ -183,8 +217,8 @@ INSERT INTO operation
     (id, tenant_id, type, amount, currency, wallet_id, reference, idempotency_key, request_id,
      position)
 SELECT idem.resource_id, $1, 'replenishment', $6, $7, $3, $8, $2, $9, queue.last_position
-FROM idem, queue
-RETURNING {OPERATION_COLUMNS}
+FROM idem LEFT JOIN queue ON true  -- no queue row: position NULL, refused
+RETURNING {NEW_OPERATION_COLUMNS}
 """
 
 CREATE_TRANSFER = f"""
@@ -208,8 +242,8 @@ INSERT INTO operation
     (id, tenant_id, type, amount, currency, from_wallet_id, to_wallet_id, reference,
      idempotency_key, request_id, position)
 SELECT idem.resource_id, $1, 'transfer', $7, $8, $3, $4, $9, $2, $10, queue.last_position
-FROM idem, queue
-RETURNING {OPERATION_COLUMNS}
+FROM idem LEFT JOIN queue ON true  -- no queue row: position NULL, refused
+RETURNING {NEW_OPERATION_COLUMNS}
 """
 
 
@@ -281,7 +315,7 @@ async def count_tenant_wallets(
 
 
 GET_OPERATION = f"""
-SELECT {OPERATION_COLUMNS} FROM operation WHERE id = $1 AND tenant_id = $2
+SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM} WHERE o.id = $1 AND o.tenant_id = $2
 """
 
 
@@ -289,6 +323,153 @@ async def get_operation(
     conn: Connection, operation_id: uuid.UUID, tenant_id: uuid.UUID
 ) -> Record | None:
     return await conn.fetchrow(GET_OPERATION, operation_id, tenant_id)
+
+
+# --- Replenishment batches ------------------------------------------------------------
+
+BATCH_COLUMNS = """
+    b.id, b.seq, b.total, b.created_at,
+    count(*) FILTER (WHERE o.status = 'pending') AS pending,
+    count(*) FILTER (WHERE o.status = 'succeeded') AS succeeded,
+    count(*) FILTER (WHERE o.status = 'failed') AS failed,
+    max(o.completed_at) AS last_completed_at
+"""
+
+# A batch's counts are counted, not kept: they are exact at every moment, and no drain
+# has to queue on a counter row.
+GET_BATCH = f"""
+SELECT {BATCH_COLUMNS}
+FROM replenishment_batch b LEFT JOIN operation o ON o.batch_id = b.id
+WHERE b.id = $1 AND b.tenant_id = $2
+GROUP BY b.id
+"""
+
+
+async def get_batch(conn: Connection, batch_id: uuid.UUID, tenant_id: uuid.UUID) -> Record | None:
+    return await conn.fetchrow(GET_BATCH, batch_id, tenant_id)
+
+
+BATCH_EXISTS = "SELECT 1 FROM replenishment_batch WHERE id = $1 AND tenant_id = $2"
+
+
+async def batch_exists(conn: Connection, batch_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
+    return await conn.fetchval(BATCH_EXISTS, batch_id, tenant_id) is not None
+
+
+# In the batch's order (its items were inserted in order, so seq follows it).
+LIST_BATCH_OPERATIONS = f"""
+SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM}
+WHERE o.batch_id = $1 AND o.tenant_id = $2 AND ($3::bigint IS NULL OR o.seq > $3)
+ORDER BY o.seq
+LIMIT $4
+"""
+
+
+async def list_batch_operations(
+    conn: Connection,
+    batch_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    after_seq: int | None,
+    limit: int,
+) -> list[Record]:
+    return await conn.fetch(LIST_BATCH_OPERATIONS, batch_id, tenant_id, after_seq, limit)
+
+
+TENANT_WALLET_IDS = "SELECT id FROM wallet WHERE id = ANY($1::uuid[]) AND tenant_id = $2"
+
+
+async def tenant_wallet_ids(
+    conn: Connection, wallet_ids: list[uuid.UUID], tenant_id: uuid.UUID
+) -> set[uuid.UUID]:
+    """Which of these wallets the tenant has: one query for any number of wallets."""
+    rows = await conn.fetch(TENANT_WALLET_IDS, wallet_ids, tenant_id)
+    return {row["id"] for row in rows}
+
+
+INSERT_IDEMPOTENCY_KEY = """
+INSERT INTO idempotency_key (tenant_id, key, request_hash, resource_type, resource_id, status_code)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+RETURNING resource_id
+"""
+
+
+async def insert_idempotency_key(
+    conn: Connection,
+    *,
+    tenant_id: uuid.UUID,
+    key: str,
+    request_hash: bytes,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    status_code: int,
+) -> bool:
+    """False if the key is taken (after waiting for a concurrent holder to commit)."""
+    inserted = await conn.fetchval(
+        INSERT_IDEMPOTENCY_KEY,
+        tenant_id,
+        key,
+        request_hash,
+        resource_type,
+        resource_id,
+        status_code,
+    )
+    return inserted is not None
+
+
+INSERT_BATCH = """
+INSERT INTO replenishment_batch (id, tenant_id, total) VALUES ($1, $2, $3)
+"""
+
+
+async def insert_batch(
+    conn: Connection, batch_id: uuid.UUID, tenant_id: uuid.UUID, total: int
+) -> None:
+    await conn.execute(INSERT_BATCH, batch_id, tenant_id, total)
+
+
+# Reserving positions in many wallets' queues at once: their rows are locked in id order,
+# so two batches naming the same wallets queue behind each other instead of deadlocking.
+LOCK_WALLET_SEQUENCES = """
+SELECT wallet_id, last_position FROM wallet_sequence
+WHERE wallet_id = ANY($1::uuid[])
+ORDER BY wallet_id
+FOR UPDATE
+"""
+ADVANCE_WALLET_SEQUENCES = """
+UPDATE wallet_sequence AS s SET last_position = v.last_position
+FROM unnest($1::uuid[], $2::bigint[]) AS v (wallet_id, last_position)
+WHERE s.wallet_id = v.wallet_id
+"""
+
+
+async def reserve_positions(conn: Connection, counts: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """Take `counts[w]` consecutive positions in each wallet's queue; return, per wallet,
+    the last position before them. Runs inside the caller's transaction."""
+    wallets = sorted(counts)
+    rows = await conn.fetch(LOCK_WALLET_SEQUENCES, wallets)
+    before = {row["wallet_id"]: row["last_position"] for row in rows}
+    await conn.execute(ADVANCE_WALLET_SEQUENCES, wallets, [before[w] + counts[w] for w in wallets])
+    return before
+
+
+BATCH_OPERATION_COLUMNS = [
+    "id",
+    "tenant_id",
+    "type",
+    "amount",
+    "currency",
+    "wallet_id",
+    "reference",
+    "batch_id",
+    "position",
+    "request_id",
+]
+
+
+async def copy_batch_operations(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk insert with COPY, in the given order (which sets their seq)."""
+    await conn.copy_records_to_table("operation", records=rows, columns=BATCH_OPERATION_COLUMNS)
 
 
 # --- Health ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Idempotency (per tenant, keys of 1-255 printable ASCII characters):
   "10.50" are the same amount) replays: the original status code and the resource as it is
   now, marked `replayed`. The same key with another request is refused.
 * A concurrent duplicate waits for the first request's commit on the key's primary key,
-  then replays; if it waits longer than the lock timeout it is told the key is in use.
+  then replays; if it waits longer than the lock timeout it is told the key is in use
+  (409). A wait on a busy wallet's queue that times out is a 503: retry, same key.
 """
 
 from __future__ import annotations
@@ -18,17 +19,26 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
-from shared.errors import IdempotencyKeyInUse, IdempotencyKeyReused, NotFound
+from shared.errors import (
+    FieldError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    NotFound,
+    PaysysError,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from shared.ids import uuid7
 from shared.intake import repository as repo
 from shared.intake.repository import Record
 
 Pool = asyncpg.Pool
+T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,22 +71,56 @@ async def _replay(
     fetch: dict[str, Callable[[], Awaitable[Record | None]]] = {
         "account": lambda: repo.get_account(conn, record["resource_id"], tenant_id),
         "operation": lambda: repo.get_operation(conn, record["resource_id"], tenant_id),
+        "replenishment_batch": lambda: repo.get_batch(conn, record["resource_id"], tenant_id),
     }
     resource = await fetch[record["resource_type"]]()
     assert resource is not None, "an idempotency record always names an existing resource"
     return Accepted(resource, record["status_code"], replayed=True)
 
 
-async def _insert_once(
+async def _accept(
     conn: repo.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    key: str | None,
+    digest: bytes,
+    status_code: int,
     insert: Callable[[], Awaitable[Record | None]],
-) -> Record | None:
-    try:
-        return await insert()
-    except asyncpg.LockNotAvailableError as exc:
-        raise IdempotencyKeyInUse(
+    why_not: Callable[[], Awaitable[PaysysError | None]],
+) -> Accepted:
+    """Run an intake statement; if it inserted nothing, replay the key's resource.
+
+    `insert` returns the new row, or None when the key is taken or a named wallet is
+    missing; `why_not` tells the latter. A key that expires between the two (retention
+    runs concurrently) is simply free again: insert once more.
+    """
+    for _ in range(2):
+        try:
+            row = await insert()
+        except asyncpg.LockNotAvailableError as exc:
+            raise await _lock_timeout(conn, tenant_id, key) from exc
+        if row is not None:
+            return Accepted(row, status_code, replayed=False)
+        if key is not None:
+            replay = await _replay(conn, tenant_id, key, digest)
+            if replay is not None:
+                return replay
+        error = await why_not()
+        if error is not None:
+            raise error
+    raise ServiceUnavailable("The request could not be recorded; retry with the same key")
+
+
+async def _lock_timeout(
+    conn: repo.Connection, tenant_id: uuid.UUID, key: str | None
+) -> PaysysError:
+    """A statement waited too long for a lock: on its key (a duplicate still in flight:
+    409), or on its wallet's queue (busy: 503, retry)."""
+    if key is not None and await repo.key_in_flight(conn, tenant_id, key):
+        return IdempotencyKeyInUse(
             "A request with this Idempotency-Key is still being processed; retry shortly"
-        ) from exc
+        )
+    return ServiceUnavailable("The wallet is busy; retry shortly with the same Idempotency-Key")
 
 
 async def create_account(
@@ -88,10 +132,18 @@ async def create_account(
     currency: str,
 ) -> Accepted:
     digest = request_hash("POST", "/v1/accounts", {"name": name, "currency": currency})
+
+    async def never() -> PaysysError | None:
+        return None
+
     async with pool.acquire() as conn:
-        row = await _insert_once(
+        return await _accept(
             conn,
-            lambda: repo.create_account(
+            tenant_id=tenant_id,
+            key=idempotency_key,
+            digest=digest,
+            status_code=201,
+            insert=lambda: repo.create_account(
                 conn,
                 tenant_id=tenant_id,
                 idempotency_key=idempotency_key,
@@ -101,13 +153,8 @@ async def create_account(
                 wallet_id=uuid7(),
                 currency=currency,
             ),
+            why_not=never,
         )
-        if row is not None:
-            return Accepted(row, 201, replayed=False)
-        assert idempotency_key is not None, "without a key the account is always created"
-        replay = await _replay(conn, tenant_id, idempotency_key, digest)
-        assert replay is not None, "a conflicting key is committed before ON CONFLICT sees it"
-        return replay
 
 
 async def create_replenishment(
@@ -127,9 +174,19 @@ async def create_replenishment(
         {"amount": amount, "currency": currency, "reference": reference},
     )
     async with pool.acquire() as conn:
-        row = await _insert_once(
+
+        async def why_not() -> PaysysError | None:
+            if await repo.get_wallet(conn, wallet_id, tenant_id) is None:
+                return NotFound(f"Wallet {wallet_id} not found")
+            return None
+
+        return await _accept(
             conn,
-            lambda: repo.create_replenishment(
+            tenant_id=tenant_id,
+            key=idempotency_key,
+            digest=digest,
+            status_code=202,
+            insert=lambda: repo.create_replenishment(
                 conn,
                 tenant_id=tenant_id,
                 idempotency_key=idempotency_key,
@@ -141,13 +198,8 @@ async def create_replenishment(
                 reference=reference,
                 request_id=request_id,
             ),
+            why_not=why_not,
         )
-        if row is not None:
-            return Accepted(row, 202, replayed=False)
-        replay = await _replay(conn, tenant_id, idempotency_key, digest)
-        if replay is not None:
-            return replay
-        raise NotFound(f"Wallet {wallet_id} not found")
 
 
 async def create_transfer(
@@ -174,9 +226,23 @@ async def create_transfer(
         },
     )
     async with pool.acquire() as conn:
-        row = await _insert_once(
+
+        async def why_not() -> PaysysError | None:
+            for field, wallet_id in (
+                ("from_wallet_id", from_wallet_id),
+                ("to_wallet_id", to_wallet_id),
+            ):
+                if await repo.get_wallet(conn, wallet_id, tenant_id) is None:
+                    return NotFound(f"Wallet {wallet_id} ({field}) not found")
+            return None
+
+        return await _accept(
             conn,
-            lambda: repo.create_transfer(
+            tenant_id=tenant_id,
+            key=idempotency_key,
+            digest=digest,
+            status_code=202,
+            insert=lambda: repo.create_transfer(
                 conn,
                 tenant_id=tenant_id,
                 idempotency_key=idempotency_key,
@@ -189,13 +255,115 @@ async def create_transfer(
                 reference=reference,
                 request_id=request_id,
             ),
+            why_not=why_not,
         )
-        if row is not None:
-            return Accepted(row, 202, replayed=False)
+
+
+@dataclass(slots=True, frozen=True)
+class BatchItem:
+    wallet_id: uuid.UUID
+    amount: int
+    currency: str
+    reference: str | None
+
+
+def _batch_hash(items: list[BatchItem]) -> bytes:
+    return request_hash(
+        "POST",
+        "/v1/replenishment-batches",
+        {"items": [[str(i.wallet_id), i.amount, i.currency, i.reference] for i in items]},
+    )
+
+
+async def check_batch_wallets(
+    conn: repo.Connection, tenant_id: uuid.UUID, items: list[BatchItem]
+) -> None:
+    """Every item's wallet must be the tenant's; one query, whatever the batch size."""
+    wanted = list({item.wallet_id for item in items})
+    known = await repo.tenant_wallet_ids(conn, wanted, tenant_id)
+    missing = [
+        FieldError(["body", "items", index, "wallet_id"], f"Wallet {item.wallet_id} not found")
+        for index, item in enumerate(items)
+        if item.wallet_id not in known
+    ]
+    if missing:
+        raise ValidationFailed(
+            missing, f"{len(missing)} item(s) name wallets that do not exist; nothing was accepted"
+        )
+
+
+async def validate_batch(pool: Pool, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> None:
+    async with pool.acquire() as conn:
+        await check_batch_wallets(conn, tenant_id, items)
+
+
+async def create_batch(
+    pool: Pool,
+    *,
+    tenant_id: uuid.UUID,
+    idempotency_key: str,
+    items: list[BatchItem],
+    request_id: str | None,
+) -> Accepted:
+    """A batch and one replenishment per item, each at the next position of its wallet's
+    queue, in one transaction; or nothing at all."""
+    digest = _batch_hash(items)
+    batch_id = uuid7()
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                try:
+                    inserted = await repo.insert_idempotency_key(
+                        conn,
+                        tenant_id=tenant_id,
+                        key=idempotency_key,
+                        request_hash=digest,
+                        resource_type="replenishment_batch",
+                        resource_id=batch_id,
+                        status_code=202,
+                    )
+                except asyncpg.LockNotAvailableError as exc:
+                    raise IdempotencyKeyInUse(
+                        "A request with this Idempotency-Key is still being processed; "
+                        "retry shortly"
+                    ) from exc
+                if not inserted:
+                    raise _KeyTaken
+                await check_batch_wallets(conn, tenant_id, items)
+                await repo.insert_batch(conn, batch_id, tenant_id, len(items))
+                counts: dict[uuid.UUID, int] = {}
+                for item in items:
+                    counts[item.wallet_id] = counts.get(item.wallet_id, 0) + 1
+                next_position = await repo.reserve_positions(conn, counts)
+                rows = []
+                for item in items:
+                    next_position[item.wallet_id] += 1
+                    rows.append(
+                        (
+                            uuid7(),
+                            tenant_id,
+                            "replenishment",
+                            item.amount,
+                            item.currency,
+                            item.wallet_id,
+                            item.reference,
+                            batch_id,
+                            next_position[item.wallet_id],
+                            request_id,
+                        )
+                    )
+                await repo.copy_batch_operations(conn, rows)
+        except _KeyTaken:
+            pass
+        else:
+            batch = await repo.get_batch(conn, batch_id, tenant_id)
+            assert batch is not None
+            return Accepted(batch, 202, replayed=False)
         replay = await _replay(conn, tenant_id, idempotency_key, digest)
-        if replay is not None:
-            return replay
-        found = await repo.get_wallet(conn, from_wallet_id, tenant_id)
-        missing = "to_wallet_id" if found is not None else "from_wallet_id"
-        wallet = to_wallet_id if found is not None else from_wallet_id
-        raise NotFound(f"Wallet {wallet} ({missing}) not found")
+        if replay is None:  # the key expired just now: it is free again
+            raise ServiceUnavailable("The request could not be recorded; retry with the same key")
+        return replay
+
+
+class _KeyTaken(Exception):
+    """The batch's key is already used: roll back, then replay or refuse."""

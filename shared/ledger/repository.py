@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import dataclass
-
-from psycopg2.extras import execute_values
 
 from shared.db import Cursor
 
@@ -33,11 +32,19 @@ class WalletState:
     entry_count: int
 
 
-# Claim the queues of wallets with pending work: look at the oldest pending operations,
-# and take a transaction-scoped advisory lock on each of their wallets that no other
-# drain holds. The lock is the wallet's queue claim: while it is held, nobody else applies
-# that wallet's operations, which is what keeps them serial and in order. It is released
-# by COMMIT or ROLLBACK, or by the server when a killed worker's connection drops.
+# Claim the queues of wallets with pending work. Look at the oldest pending operations (the
+# head of the global queue) and, in order of each wallet's oldest operation, take a
+# transaction-scoped advisory lock on wallets that no other drain holds, until about
+# `budget` of the head's operations are covered. The lock is the wallet's queue claim:
+# while it is held nobody else applies that wallet's operations, which is what keeps them
+# serial and in order. COMMIT or ROLLBACK releases it, and so does the server when a
+# killed worker's connection drops. Wallets another drain holds are skipped, so concurrent
+# drains share the work.
+#
+# Per wallet, `seq` follows `position` (the intake draws seq after taking the wallet's
+# sequence row lock), so a wallet's operations in the head are a prefix of its queue:
+# `taken` of them are what this drain applies. At most `max_wallets` are claimed, which
+# bounds the advisory locks one drain holds (PostgreSQL's lock table is shared and finite).
 CLAIM_WALLETS = """
 WITH head AS MATERIALIZED (
     SELECT queue_wallet_id, seq FROM operation
@@ -45,40 +52,94 @@ WITH head AS MATERIALIZED (
     ORDER BY seq
     LIMIT %(scan)s
 ), candidates AS MATERIALIZED (
-    SELECT queue_wallet_id AS wallet_id, min(seq) AS first_seq
+    SELECT queue_wallet_id AS wallet_id, count(*) AS taken,
+           sum(count(*)) OVER (ORDER BY min(seq)) - count(*) AS before,
+           row_number() OVER (ORDER BY min(seq)) AS rank
     FROM head GROUP BY queue_wallet_id
 )
-SELECT wallet_id FROM candidates
-WHERE pg_try_advisory_xact_lock(hashtextextended(wallet_id::text, %(seed)s))
-ORDER BY first_seq
+SELECT wallet_id, taken FROM candidates
+WHERE CASE WHEN before < %(budget)s AND rank <= %(max_wallets)s
+           THEN pg_try_advisory_xact_lock(hashtextextended(wallet_id::text, %(seed)s))
+           ELSE false END
 """
+MAX_WALLETS_PER_DRAIN = 500
+
+# When every wallet at the head is claimed by other drains (a hot wallet's backlog, a big
+# batch being applied), look past the head: walk the distinct wallets that have pending
+# work, one index probe each, from a random point, and claim the free ones. Without this a
+# single busy wallet at the head would leave every other drain idle behind it.
+CLAIM_BEYOND_HEAD = """
+WITH RECURSIVE walk (wallet_id, steps) AS (
+    (SELECT queue_wallet_id, 1 FROM operation
+     WHERE status = 'pending' AND queue_wallet_id >= %(start)s
+     ORDER BY queue_wallet_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.queue_wallet_id FROM operation o
+            WHERE o.status = 'pending' AND o.queue_wallet_id > walk.wallet_id
+            ORDER BY o.queue_wallet_id LIMIT 1),
+           walk.steps + 1
+    FROM walk
+    WHERE walk.wallet_id IS NOT NULL AND walk.steps < %(max_steps)s
+)
+SELECT wallet_id FROM walk
+WHERE wallet_id IS NOT NULL
+  AND pg_try_advisory_xact_lock(hashtextextended(wallet_id::text, %(seed)s))
+LIMIT %(max_wallets)s
+"""
+BEYOND_HEAD_STEPS = 2000
 
 
-def claim_wallets(cur: Cursor, scan: int) -> list[uuid.UUID]:
-    cur.execute(CLAIM_WALLETS, {"scan": scan, "seed": CLAIM_LOCK_SEED})
-    return [row[0] for row in cur.fetchall()]
+def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
+    """Claimed wallets, and how many of each one's operations to apply."""
+    cur.execute(
+        CLAIM_WALLETS,
+        {
+            "scan": 2 * budget,
+            "budget": budget,
+            "seed": CLAIM_LOCK_SEED,
+            "max_wallets": MAX_WALLETS_PER_DRAIN,
+        },
+    )
+    claimed = {row[0]: row[1] for row in cur.fetchall()}
+    if claimed:
+        return claimed
+    wallets: list[uuid.UUID] = []
+    for start in (uuid.uuid4(), uuid.UUID(int=0)):  # from a random point, then wrap around
+        cur.execute(
+            CLAIM_BEYOND_HEAD,
+            {
+                "start": start,
+                "seed": CLAIM_LOCK_SEED,
+                "max_steps": BEYOND_HEAD_STEPS,
+                "max_wallets": MAX_WALLETS_PER_DRAIN - len(wallets),
+            },
+        )
+        wallets += [row[0] for row in cur.fetchall() if row[0] not in wallets]
+        if len(wallets) >= MAX_WALLETS_PER_DRAIN:
+            break
+    share = max(1, budget // max(1, len(wallets)))
+    return dict.fromkeys(wallets, share)
 
 
-# The first `per_wallet` pending operations of each claimed wallet, in queue order. Read
-# after the claim, so this snapshot sees every commit of the wallet's previous claimant.
+# The first `taken` pending operations of each claimed wallet, in queue order. Read after
+# the claim, so this snapshot sees every commit of the wallet's previous claimant.
 PENDING_OPERATIONS = """
 SELECT o.id, o.type, o.amount, o.wallet_id, o.from_wallet_id, o.to_wallet_id, o.batch_id,
        o.queue_wallet_id, o.seq
-FROM unnest(%(wallets)s::uuid[]) AS claimed (wallet_id)
+FROM unnest(%(wallets)s::uuid[], %(taken)s::int[]) AS claimed (wallet_id, taken)
 CROSS JOIN LATERAL (
     SELECT * FROM operation
     WHERE status = 'pending' AND queue_wallet_id = claimed.wallet_id
     ORDER BY position
-    LIMIT %(per_wallet)s
+    LIMIT claimed.taken
 ) o
 """
 
 
-def pending_operations(
-    cur: Cursor, wallets: list[uuid.UUID], per_wallet: int
-) -> list[PendingOperation]:
+def pending_operations(cur: Cursor, claimed: dict[uuid.UUID, int]) -> list[PendingOperation]:
     """Pending operations of the claimed wallets: each wallet's in position order."""
-    cur.execute(PENDING_OPERATIONS, {"wallets": wallets, "per_wallet": per_wallet})
+    wallets = list(claimed)
+    cur.execute(PENDING_OPERATIONS, {"wallets": wallets, "taken": [claimed[w] for w in wallets]})
     return [PendingOperation(*row) for row in cur.fetchall()]
 
 
@@ -129,13 +190,15 @@ def lock_funding_wallet(cur: Cursor) -> WalletState:
     return WalletState(*row)
 
 
+def _copy(cur: Cursor, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+    """COPY rows in (text format): far cheaper than a multi-row INSERT to build and parse.
+    Values are UUIDs, integers and fixed words: nothing that needs escaping."""
+    buffer = io.StringIO("".join("\t".join(map(str, row)) + "\n" for row in rows))
+    cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
+
+
 def insert_transactions(cur: Cursor, rows: list[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
-    execute_values(
-        cur,
-        "INSERT INTO transaction (id, operation_id, type) VALUES %s",
-        rows,
-        page_size=len(rows),
-    )
+    _copy(cur, "transaction", "id, operation_id, type", rows)  # type: ignore[arg-type]
 
 
 PostingRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, int, int, int]
@@ -143,55 +206,62 @@ PostingRow = tuple[uuid.UUID, uuid.UUID, uuid.UUID, int, int, int]
 
 def insert_postings(cur: Cursor, rows: list[PostingRow]) -> None:
     # One statement for all of them: the double-entry trigger checks per statement.
-    execute_values(
+    _copy(
         cur,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after)"
-        " VALUES %s",
-        rows,
-        page_size=len(rows),
+        "posting",
+        "id, transaction_id, wallet_id, entry_no, amount, balance_after",
+        rows,  # type: ignore[arg-type]
     )
+
+
+def _array(values: list[object]) -> str:
+    """A PostgreSQL array literal: every element quoted, NULL for None."""
+
+    def element(value: object) -> str:
+        if value is None:
+            return "NULL"
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{text}"'
+
+    return "{" + ",".join(map(element, values)) + "}"
+
+
+UPDATE_WALLETS = """
+UPDATE wallet AS w
+SET balance = v.balance, entry_count = v.entry_count, updated_at = now()
+FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[]) AS v (id, balance, entry_count)
+WHERE w.id = v.id
+"""
 
 
 def update_wallets(cur: Cursor, rows: list[tuple[uuid.UUID, int, int]]) -> None:
-    execute_values(
-        cur,
-        """
-        UPDATE wallet AS w
-        SET balance = v.balance, entry_count = v.entry_count, updated_at = now()
-        FROM (VALUES %s) AS v (id, balance, entry_count)
-        WHERE w.id = v.id
-        """,
-        rows,
-        template="(%s::uuid, %s::bigint, %s::bigint)",
-        page_size=len(rows),
-    )
+    ids, balances, counts = zip(*rows, strict=True)
+    cur.execute(UPDATE_WALLETS, (_array(list(ids)), _array(list(balances)), _array(list(counts))))
 
 
-OutcomeRow = tuple[uuid.UUID, str, uuid.UUID | None, str | None, str | None]
+OutcomeRow = tuple[uuid.UUID, str, str | None, str | None]
+
+COMPLETE_OPERATIONS = """
+UPDATE operation AS o
+SET status = v.status, error_code = v.error_code, error_message = v.error_message,
+    completed_at = now()
+FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])
+    AS v (id, status, error_code, error_message)
+WHERE o.id = v.id AND o.status = 'pending'
+"""
 
 
 def complete_operations(cur: Cursor, rows: list[OutcomeRow]) -> int:
-    execute_values(
-        cur,
-        """
-        UPDATE operation AS o
-        SET status = v.status, transaction_id = v.transaction_id,
-            error_code = v.error_code, error_message = v.error_message, completed_at = now()
-        FROM (VALUES %s) AS v (id, status, transaction_id, error_code, error_message)
-        WHERE o.id = v.id AND o.status = 'pending'
-        """,
-        rows,
-        template="(%s::uuid, %s::text, %s::uuid, %s::text, %s::text)",
-        page_size=len(rows),
-    )
+    columns = [_array(list(column)) for column in zip(*rows, strict=True)]
+    cur.execute(COMPLETE_OPERATIONS, columns)
     return int(cur.rowcount)
 
 
+# The oldest pending operation comes first in seq order (the partial index on seq).
 PENDING_OLDER_THAN = """
-SELECT EXISTS (
-    SELECT 1 FROM operation
-    WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(age)s)
-)
+SELECT created_at < now() - make_interval(secs => %(age)s)
+FROM operation WHERE status = 'pending'
+ORDER BY seq LIMIT 1
 """
 
 
@@ -201,11 +271,17 @@ def pending_older_than(cur: Cursor, age_seconds: float) -> bool:
     return bool(row and row[0])
 
 
+# Keys past retention, except those of operations (or batches) still pending: a client
+# retrying those must still find them.
 DELETE_EXPIRED_IDEMPOTENCY_KEYS = """
 DELETE FROM idempotency_key
 WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM idempotency_key
-    WHERE created_at < now() - make_interval(hours => %(hours)s)
+    SELECT k.ctid FROM idempotency_key k
+    WHERE k.created_at < now() - make_interval(hours => %(hours)s)
+      AND NOT EXISTS (SELECT 1 FROM operation o
+                      WHERE o.id = k.resource_id AND o.status = 'pending')
+      AND NOT EXISTS (SELECT 1 FROM operation o
+                      WHERE o.batch_id = k.resource_id AND o.status = 'pending')
     LIMIT %(limit)s
 ))
 """

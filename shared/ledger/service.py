@@ -77,10 +77,10 @@ class _Book:
             self.postings.append(
                 (uuid7(), transaction_id, wallet_id, wallet.entry_count, amount, wallet.balance)
             )
-        self.outcomes.append((operation.id, "succeeded", transaction_id, None, None))
+        self.outcomes.append((operation.id, "succeeded", None, None))
 
     def fail(self, operation: PendingOperation, code: str, message: str) -> None:
-        self.outcomes.append((operation.id, "failed", None, code, message))
+        self.outcomes.append((operation.id, "failed", code, message))
 
 
 def apply(
@@ -131,12 +131,11 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     Runs inside the caller's transaction; nothing is visible until the caller commits.
     """
     result = DrainResult()
-    claimed = repo.claim_wallets(cur, scan=max_ops)
+    claimed = repo.claim_wallets(cur, budget=max_ops)
     result.claimed_wallets = len(claimed)
     if not claimed:
         return result
-    per_wallet = max(1, max_ops // len(claimed))
-    operations = interleave(repo.pending_operations(cur, claimed, per_wallet))
+    operations = interleave(repo.pending_operations(cur, claimed))
     if not operations:
         return result
 

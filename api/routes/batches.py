@@ -1,0 +1,147 @@
+"""Replenishment batches: up to 10,000 top-ups accepted (or refused) as one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from api import serialize
+from api.deps import (
+    Cursor,
+    IdempotencyKeyHeader,
+    Limit,
+    RequestIdDep,
+    ResourcesDep,
+    TenantDep,
+    Wait,
+    problem_responses,
+    required_key,
+)
+from api.jsonbody import JsonRoute
+from api.responses import JSON
+from api.routes.common import accepted_response
+from api.routes.operations import WAIT_RECHECK_SECONDS
+from api.schemas import Batch, BatchCreate, BatchValidation, OperationPage
+from shared.errors import FieldError, NotFound, ValidationFailed
+from shared.intake import repository as repo
+from shared.intake import service as intake
+from shared.money import SUPPORTED_CURRENCIES
+
+router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
+
+BatchId = Annotated[UUID, Path(description="Batch id")]
+ValidateOnly = Annotated[
+    bool,
+    Query(
+        description="Check the batch (wallets included) without accepting it: 200 when "
+        "it would be accepted, 422 naming the bad items otherwise"
+    ),
+]
+
+
+def _items(body: BatchCreate) -> list[intake.BatchItem]:
+    unsupported = [
+        FieldError(["body", "items", index, "currency"], 'Only "USD" is supported')
+        for index, item in enumerate(body.items)
+        if item.currency not in SUPPORTED_CURRENCIES
+    ]
+    if unsupported:
+        raise ValidationFailed(unsupported, "Some items have an unsupported currency")
+    return [
+        intake.BatchItem(item.wallet_id, item.amount, item.currency, item.reference)
+        for item in body.items
+    ]
+
+
+@router.post(
+    "/replenishment-batches",
+    status_code=202,
+    response_model=Batch,
+    summary="Top up many wallets at once (1-10,000 items, all or nothing)",
+    responses={
+        200: {
+            "description": "With validate_only: the batch would be accepted",
+            "model": BatchValidation,
+        },
+        **problem_responses(400, 409, 413, 422, 429),
+    },
+)
+async def create_batch(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    req_id: RequestIdDep,
+    body: BatchCreate,
+    idempotency_key: IdempotencyKeyHeader = None,
+    validate_only: ValidateOnly = False,
+) -> Response:
+    items = _items(body)
+    if validate_only:
+        await intake.validate_batch(res.pool, tenant_id=tenant, items=items)
+        return JSON({"valid": True, "total": len(items)})
+    key = required_key(idempotency_key)
+    accepted = await intake.create_batch(
+        res.pool, tenant_id=tenant, idempotency_key=key, items=items, request_id=req_id
+    )
+    if not accepted.replayed:
+        res.doorbell.ring()
+    document = serialize.batch(accepted.resource)
+    return accepted_response(accepted, document, f"/v1/replenishment-batches/{document['id']}")
+
+
+@router.get(
+    "/replenishment-batches/{batch_id}",
+    response_model=Batch,
+    summary="Get a batch and its counts; with ?wait=S, wait up to S seconds for completion",
+    responses=problem_responses(404, 422, 429),
+)
+async def get_batch(
+    res: ResourcesDep, tenant: TenantDep, batch_id: BatchId, wait: Wait = None
+) -> Response:
+    async with res.pool.acquire() as conn:
+        row = await repo.get_batch(conn, batch_id, tenant)
+    if row is None:
+        raise NotFound(f"Batch {batch_id} not found")
+    if wait and row["pending"]:
+        deadline = time.monotonic() + wait
+        with res.hub.watch(f"b:{batch_id}") as progressed:
+            while row is not None and row["pending"]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or res.hub.closing:
+                    break
+                try:
+                    await asyncio.wait_for(
+                        progressed.wait(), timeout=min(remaining, WAIT_RECHECK_SECONDS)
+                    )
+                except TimeoutError:
+                    pass
+                progressed.clear()
+                async with res.pool.acquire() as conn:
+                    row = await repo.get_batch(conn, batch_id, tenant)
+    assert row is not None
+    return JSON(serialize.batch(row))
+
+
+@router.get(
+    "/replenishment-batches/{batch_id}/operations",
+    response_model=OperationPage,
+    summary="The batch's replenishments, in the batch's order",
+    responses=problem_responses(404, 422, 429),
+)
+async def list_batch_operations(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    batch_id: BatchId,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Response:
+    after = serialize.decode_cursor(cursor)
+    async with res.pool.acquire() as conn:
+        if not await repo.batch_exists(conn, batch_id, tenant):
+            raise NotFound(f"Batch {batch_id} not found")
+        rows = await repo.list_batch_operations(conn, batch_id, tenant, after, limit + 1)
+    return JSON(serialize.page(rows, limit, serialize.operation, "seq"))

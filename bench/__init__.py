@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.batch` (bulk replenishments) and friends. See README."""

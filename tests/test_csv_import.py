@@ -1,0 +1,153 @@
+"""`paysys replenish-batch`, run as users run it, against the real service."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg2.extensions
+
+from paysys.client import Paysys
+from paysys.csv_import import chunk_key, chunks, scan
+from tests.conftest import query
+from tests.helpers import Api
+
+Conn = psycopg2.extensions.connection
+
+
+def replenish_batch(api: Api, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paysys", "replenish-batch", str(path), *args],
+        env={
+            **os.environ,
+            "PAYSYS_URL": api.base_url,
+            "PAYSYS_API_KEY": api.api_key,
+            "COLUMNS": "120",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def write_csv(path: Path, wallets: list[str], rows: int, seed: int = 3) -> dict[str, Decimal]:
+    rng = random.Random(seed)
+    expected = {w: Decimal(0) for w in wallets}
+    with path.open("w") as out:
+        out.write("wallet_id,amount,reference\n")
+        for n in range(rows):
+            wallet = rng.choice(wallets)
+            amount = Decimal(rng.randint(1, 50_000)) / 100
+            expected[wallet] += amount
+            out.write(f"{wallet},{amount:.2f},row {n}\n" if n % 2 else f"{wallet},{amount:.2f}\n")
+    return expected
+
+
+def operations_of(db: Conn, wallets: list[str]) -> int:
+    return int(
+        query(db, "SELECT count(*) FROM operation WHERE wallet_id = ANY(%s::uuid[])", wallets)[0][0]
+    )
+
+
+def test_fifty_thousand_rows_then_a_second_run_adds_nothing(
+    api: Api, db: Conn, tmp_path: Path
+) -> None:
+    wallets = [api.create_wallet(f"C{i}") for i in range(300)]
+    path = tmp_path / "topups.csv"
+    expected = write_csv(path, wallets, 50_000)
+
+    first = replenish_batch(api, path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    summary = first.stdout.strip().splitlines()[-1]
+    assert "items 50000" in summary and "succeeded 50000" in summary and "failed 0" in summary
+    assert "items/s" in summary
+    assert operations_of(db, wallets) == 50_000
+    for wallet in random.Random(1).sample(wallets, 25):
+        assert api.balance(wallet) == expected[wallet]
+
+    second = replenish_batch(api, path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "succeeded 50000" in second.stdout
+    assert operations_of(db, wallets) == 50_000  # replayed, not applied again
+    assert sum((api.balance(w) for w in wallets), Decimal(0)) == sum(expected.values())
+
+
+def test_a_run_cut_short_is_finished_by_the_next_without_doubling(
+    api: Api, db: Conn, tmp_path: Path
+) -> None:
+    wallets = [api.create_wallet(f"R{i}") for i in range(20)]
+    path = tmp_path / "topups.csv"
+    expected = write_csv(path, wallets, 2_500)
+    # What a run killed after its first chunk leaves behind: that chunk, accepted.
+    digest = scan(path).digest
+    first_chunk = next(chunks(path, 1_000))
+    with Paysys(api.base_url, api.api_key) as client:
+        client.create_batch(
+            [row.item for row in first_chunk], idempotency_key=chunk_key(digest, 0)
+        ).wait()
+    result = replenish_batch(api, path, "--chunk-size", "1000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert operations_of(db, wallets) == 2_500
+    for wallet in wallets:
+        assert api.balance(wallet) == expected[wallet]
+
+
+def test_bad_rows_are_all_reported_and_nothing_is_submitted(
+    api: Api, db: Conn, tmp_path: Path
+) -> None:
+    wallet = api.create_wallet()
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        f"{wallet},1.00\n"
+        f"{wallet},0\n"  # line 2: zero
+        "not-a-uuid,1.00\n"  # line 3
+        f"{wallet},1.001\n"  # line 4
+        f"{wallet},2.00,ok\n"
+        f"{wallet}\n"  # line 6: too few fields
+        f"{wallet},1e3\n"  # line 7
+    )
+    result = replenish_batch(api, path)
+    assert result.returncode == 2
+    for line in (2, 3, 4, 6, 7):
+        assert f"bad.csv:{line}:" in result.stdout, result.stdout
+    assert "bad.csv:1:" not in result.stdout and "bad.csv:5:" not in result.stdout
+    assert "nothing was submitted" in result.stdout
+    assert operations_of(db, [wallet]) == 0
+
+
+def test_unknown_wallets_are_reported_by_line_and_nothing_is_submitted(
+    api: Api, other_api: Api, db: Conn, tmp_path: Path
+) -> None:
+    mine = api.create_wallet()
+    theirs = other_api.create_wallet()
+    path = tmp_path / "wallets.csv"
+    lines = [f"{mine},1.00"] * 30
+    lines[12] = f"{uuid.uuid4()},1.00"
+    lines[25] = f"{theirs},1.00"
+    path.write_text("\n".join(lines) + "\n")
+    result = replenish_batch(api, path, "--chunk-size", "10")
+    assert result.returncode == 2, result.stdout
+    assert "wallets.csv:13:" in result.stdout and "wallets.csv:26:" in result.stdout
+    assert operations_of(db, [mine, theirs]) == 0
+
+
+def test_missing_api_key_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "PAYSYS_API_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "PAYSYS_API_KEY" in result.stderr

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
-from api.middleware import AuthMiddleware, RequestIdMiddleware
+from api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestIdMiddleware
+from api.ratelimit import RateLimiter
 from api.resources import CompletionHub, Doorbell, Resources, create_pool
 from api.routes import accounts, batches, health, operations, wallets
 from api.schemas import Problem
@@ -45,6 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         celery = make_celery(settings)
         hub = CompletionHub(hub_redis, settings)
         hub.close_on_exit_signals()
+        limiter = None
+        if settings.rate_limit:
+            limiter = RateLimiter(
+                redis, settings.redis_prefix, settings.rate_limit, settings.rate_limit_burst
+            )
         resources = Resources(
             settings=settings,
             pool=pool,
@@ -52,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             celery=celery,
             doorbell=Doorbell(redis, celery, settings),
             hub=hub,
+            limiter=limiter,
         )
         resources.background.append(asyncio.create_task(hub.run()))
         app.state.resources = resources
@@ -78,11 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wallets.router)
     app.include_router(operations.router)
     app.include_router(batches.router)
-    # Added last = runs first: request id, then authentication.
+    # Added last = runs first: request id, body size, then authentication and rate limit.
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+MONEY_MOVING = {"create_replenishment", "create_transfer", "create_batch"}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -107,5 +118,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         if path.startswith("/v1"):
             for operation in item.values():
                 operation["security"] = [{"bearer": []}]
+                # Money-moving POSTs need their key. The route takes it as optional only
+                # so that its absence is answered 400 idempotency_key_required (not 422).
+                if operation.get("operationId", "").split("_v1_")[0] in MONEY_MOVING:
+                    for parameter in operation.get("parameters", []):
+                        if parameter["name"] == "Idempotency-Key":
+                            parameter["required"] = True
     app.openapi_schema = schema
     return schema

@@ -25,11 +25,19 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (1-200)")]
-Cursor = Annotated[
+# Each listing's cursor has a shape of its own, stated in the schema: `next_cursor` of
+# the previous page. (Anything of that shape is a valid place to start from.)
+AccountCursor = Annotated[
     str | None,
-    Query(
-        max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="`next_cursor` of the previous page"
-    ),
+    Query(pattern=r"^a[0-9a-f]{32}$", description="`next_cursor` of the previous page"),
+]
+PostingCursor = Annotated[
+    str | None,
+    Query(pattern=r"^e[1-9][0-9]{0,17}$", description="`next_cursor` of the previous page"),
+]
+BatchItemCursor = Annotated[
+    str | None,
+    Query(pattern=r"^i[1-9][0-9]{0,17}$", description="`next_cursor` of the previous page"),
 ]
 Wait = Annotated[
     float | None,

@@ -9,6 +9,7 @@ problem document, never a stack trace.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -86,12 +87,38 @@ _HTTP_CODES = {
 }
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, title, detail = _HTTP_CODES.get(
         exc.status_code, ("http_error", "HTTP error", str(exc.detail))
     )
-    return problem(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route that matched the path; a
+        # path served by several routes (GET and POST /v1/accounts) allows them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, code, title, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    app: Any = request.app
+    patterns = getattr(app.state, "allowed_methods", None)
+    if patterns is None:
+        patterns = [
+            (
+                re.compile("^" + re.sub(r"{\w+}", "[^/]+", path) + "$"),
+                {method.upper() for method in item},
+            )
+            for path, item in app.openapi()["paths"].items()
+        ]
+        app.state.allowed_methods = patterns
+    allowed: set[str] = set()
+    for pattern, methods in patterns:
+        if pattern.match(request.url.path):
+            allowed |= methods
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

@@ -14,10 +14,12 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.errors import FieldError, ValidationFailed
 from shared.money import JsonNumber
 
 
@@ -53,11 +55,30 @@ class DecimalJSONRequest(Request):
         return self._json
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
 class JsonRoute(APIRoute):
+    """A route that reads JSON bodies as above and refuses query parameters it does not
+    declare: `?limt=10` silently ignored is a bug report waiting to happen."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        allowed = _query_names(self.dependant)
 
         async def route_handler(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in allowed]
+            if unknown:
+                raise ValidationFailed(
+                    [
+                        FieldError(["query", name[:100]], "unknown query parameter")
+                        for name in unknown[:20]
+                    ]
+                )
             return await handler(DecimalJSONRequest(request.scope, request.receive))
 
         return route_handler

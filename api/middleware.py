@@ -1,8 +1,9 @@
-"""Pure ASGI middleware (no per-request task or body copy): request ids and API keys.
+"""Pure ASGI middleware (no per-request task): request ids, body size, API keys and rate
+limits, in that order.
 
 Authentication runs before routing, so an unauthenticated client learns nothing about
 `/v1` (not even which routes exist) and every `/v1` route is covered without having to
-remember a dependency.
+remember a dependency. The rate limit applies per API key, right after authentication.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import UNAVAILABLE_ERRORS
 from api.responses import error_response
 from shared import apikeys
-from shared.errors import PaysysError, ServiceUnavailable, Unauthorized
+from shared.errors import (
+    PayloadTooLarge,
+    PaysysError,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from shared.ids import uuid7
 from shared.intake import repository as repo
 
@@ -58,8 +65,61 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class BodyLimitMiddleware:
+    """Bodies over `max_bytes` are refused with 413 before anything reads them: at once if
+    Content-Length says so; a chunked body is read up to the limit, then replayed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server holds it to Content-Length
+            return
+        if _header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes")
+        await _send_error(error, scope, receive, send)
+
+
 class AuthMiddleware:
-    """`Authorization: Bearer <key>` on every /v1 route; puts the tenant in the scope."""
+    """`Authorization: Bearer <key>` on every /v1 route; puts the tenant in the scope,
+    then applies the key's rate limit."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -86,7 +146,39 @@ class AuthMiddleware:
             await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
             return
         scope.setdefault("state", {})["tenant_id"] = row["tenant_id"]
-        await self.app(scope, receive, send)
+        limiter = resources.limiter
+        if limiter is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            verdict = await limiter.check(str(row["id"]))
+        except UNAVAILABLE_ERRORS as exc:
+            # Fail open for reads; refuse writes that cannot be metered.
+            if scope["method"] in ("GET", "HEAD"):
+                await self.app(scope, receive, send)
+                return
+            log.warning("rate limiter unavailable: %r", exc)
+            await _send_error(ServiceUnavailable(), scope, receive, send)
+            return
+        limit_headers = verdict.headers()
+        if not verdict.allowed:
+            await _send_error(
+                RateLimited(
+                    "Too many requests for this API key; retry later", headers=limit_headers
+                ),
+                scope,
+                receive,
+                send,
+            )
+            return
+        encoded = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *encoded]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
 
     @staticmethod
     def _bearer(scope: Scope) -> str | None:

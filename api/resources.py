@@ -20,6 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from celery import Celery
 
+from api.ratelimit import RateLimiter
 from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
 from shared.queue import DRAIN_TASK
 from shared.settings import Settings
@@ -166,4 +167,5 @@ class Resources:
     celery: Celery
     doorbell: Doorbell
     hub: CompletionHub
+    limiter: RateLimiter | None
     background: list[asyncio.Task[None]] = field(default_factory=list)

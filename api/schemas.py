@@ -75,15 +75,25 @@ Currency = Annotated[
     BeforeValidator(_currency),
     WithJsonSchema({"type": "string", "enum": ["USD"], "default": "USD"}),
 ]
+# Text PostgreSQL can store: no NUL. (`_storable` also refuses lone surrogates, which no
+# valid Unicode string, and so nothing a schema describes, contains.)
+_TEXT = r"[^\u0000]"
 Name = Annotated[
     str,
     BeforeValidator(_text(200, allow_blank=False)),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": rf"^{_TEXT}*[^\s\u0000]{_TEXT}*$",
+        }
+    ),
 ]
 Reference = Annotated[
     str,
     BeforeValidator(_text(255, allow_blank=True)),
-    WithJsonSchema({"type": "string", "maxLength": 255}),
+    WithJsonSchema({"type": "string", "maxLength": 255, "pattern": rf"^{_TEXT}*$"}),
 ]
 
 

@@ -3,12 +3,11 @@ UTC, ids as strings."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import FieldError, ValidationFailed
 from shared.intake.repository import Record
 from shared.money import format_cents
 
@@ -96,38 +95,33 @@ def batch(row: Record) -> dict[str, Any]:
     }
 
 
-# Cursors are opaque to clients: a position in the listing, base64url-encoded.
-_CURSOR_PREFIX = "p1:"
+def number_cursor(prefix: str, position: int) -> str:
+    return f"{prefix}{position}"
 
 
-def encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+def decode_number_cursor(cursor: str | None) -> int | None:
+    """A cursor the route's pattern already checked: a letter, then a position."""
+    return None if cursor is None else int(cursor[1:])
 
 
-def decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        if len(cursor) > 64:
-            raise ValueError
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if not raw.startswith(_CURSOR_PREFIX):
-            raise ValueError
-        position = int(raw.removeprefix(_CURSOR_PREFIX))
-        if not 0 < position < 2**63:
-            raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed(
-            [FieldError(["query", "cursor"], "cursor is not one this API returned")]
-        ) from None
-    return position
+def account_cursor(account_id: uuid.UUID) -> str:
+    return f"a{account_id.hex}"
 
 
-def page(rows: list[Record], limit: int, render: Any, position_column: str) -> dict[str, Any]:
+def decode_account_cursor(cursor: str | None) -> uuid.UUID | None:
+    return None if cursor is None else uuid.UUID(hex=cursor[1:])
+
+
+def page(
+    rows: list[Record],
+    limit: int,
+    render: Callable[[Record], Any],
+    cursor_of: Callable[[Record], str],
+) -> dict[str, Any]:
     """Rows were fetched with limit + 1: the extra row only tells that a next page exists."""
     has_more = len(rows) > limit
     rows = rows[:limit]
     return {
         "items": [render(row) for row in rows],
-        "next_cursor": encode_cursor(rows[-1][position_column]) if has_more and rows else None,
+        "next_cursor": cursor_of(rows[-1]) if has_more and rows else None,
     }

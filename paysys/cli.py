@@ -181,6 +181,39 @@ def api_keys_create(name: str) -> None:
     click.echo(created.key)
 
 
+@api_keys.command("list")
+@click.argument("name", required=False)
+def api_keys_list(name: str | None) -> None:
+    """List API keys (of tenant NAME, or all): ids and prefixes, never the secrets."""
+    from shared import apikeys
+    from shared.db import transaction
+
+    with transaction() as cur:
+        keys = apikeys.list_keys(cur, name)
+    click.echo(f"{'key id':36}  {'prefix':10}  {'tenant':20}  {'created':25}  revoked")
+    for key in keys:
+        click.echo(
+            f"{key.id!s:36}  {key.prefix:10}  {key.tenant_name[:20]:20}  "
+            f"{key.created_at!s:25}  {key.revoked_at or '-'}"
+        )
+
+
+@api_keys.command("revoke")
+@click.argument("key_id")
+def api_keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID (its id or its prefix, as `list` shows them), at once."""
+    from shared import apikeys
+    from shared.db import transaction
+
+    with transaction() as cur:
+        revoked = apikeys.revoke_key(cur, key_id)
+    if len(revoked) != 1:
+        raise click.ClickException(
+            f"no active key {key_id!r}" if not revoked else f"{key_id!r} matches several keys"
+        )
+    click.echo(f"revoked {revoked[0]}")
+
+
 @main.command()
 def audit() -> None:
     """Check every ledger invariant; exit 1 if any is broken."""

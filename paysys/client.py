@@ -407,9 +407,8 @@ class Paysys:
         """Raise ApiError (422, naming the bad items) unless the batch would be accepted."""
         self._request(
             "POST",
-            "/v1/replenishment-batches",
+            "/v1/replenishment-batch-validations",
             json={"items": [i.as_json() for i in items]},
-            params={"validate_only": "true"},
         )
 
     def get_batch(self, batch_id: str, *, wait: float | None = None) -> Batch:

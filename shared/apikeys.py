@@ -65,3 +65,45 @@ def create_key(cur: Cursor, tenant_name: str) -> CreatedKey:
         (key_id, tenant_id, key[:DISPLAY_PREFIX_LENGTH], hash_key(key)),
     )
     return CreatedKey(tenant_id, tenant_name, key_id, key)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: uuid.UUID
+    tenant_name: str
+    prefix: str
+    created_at: object
+    revoked_at: object | None
+
+
+LIST_KEYS = """
+SELECT k.id, t.name, k.prefix, k.created_at, k.revoked_at
+FROM api_key k JOIN tenant t ON t.id = k.tenant_id
+WHERE %(tenant)s::text IS NULL OR t.name = %(tenant)s
+ORDER BY t.name, k.created_at
+"""
+
+
+def list_keys(cur: Cursor, tenant_name: str | None = None) -> list[KeyInfo]:
+    """Every key (never its secret: only its first characters)."""
+    cur.execute(LIST_KEYS, {"tenant": tenant_name})
+    return [KeyInfo(*row) for row in cur.fetchall()]
+
+
+ACTIVE_KEYS_MATCHING = """
+SELECT id FROM api_key
+WHERE (id::text = %(ref)s OR prefix = %(ref)s) AND revoked_at IS NULL
+FOR UPDATE
+"""
+REVOKE_KEY = "UPDATE api_key SET revoked_at = now() WHERE id = %(id)s"
+
+
+def revoke_key(cur: Cursor, ref: str) -> list[uuid.UUID]:
+    """Revoke the one active key with this id (or display prefix): the API refuses it from
+    its next request. Returns the active keys that matched; none is revoked unless exactly
+    one did."""
+    cur.execute(ACTIVE_KEYS_MATCHING, {"ref": ref})
+    matches = [row[0] for row in cur.fetchall()]
+    if len(matches) == 1:
+        cur.execute(REVOKE_KEY, {"id": matches[0]})
+    return matches

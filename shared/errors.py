@@ -99,6 +99,9 @@ class PayloadTooLarge(PaysysError):
 class RateLimited(PaysysError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
+    def __init__(self, detail: str, *, headers: dict[str, str]):
+        super().__init__(detail, headers=headers)
+
 
 class ServiceUnavailable(PaysysError):
     status, code, title = 503, "service_unavailable", "Service unavailable"

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     rate_limit: str = ""
+    rate_limit_burst: int | None = Field(default=None, ge=1)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_connect_timeout: float = Field(default=3.0, gt=0)
     db_statement_timeout: float = Field(default=10.0, gt=0)
@@ -78,6 +79,21 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must be a redis:// URL")
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        if value.strip():
+            import limits
+
+            try:
+                limits.parse_many(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"PAYSYS_RATE_LIMIT {value!r} is not in the limits notation "
+                    "(for example 200/second or 1000/minute;20000/hour)"
+                ) from exc
+        return value.strip()
 
     def require_database_url(self) -> str:
         if not self.database_url:

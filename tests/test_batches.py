@@ -167,17 +167,15 @@ def test_replaying_a_batch_key_returns_the_same_batch(api: Api) -> None:
     assert_problem(different, 422, "idempotency_key_reused")
 
 
-def test_validate_only_checks_without_accepting(api: Api, db: Conn) -> None:
+def test_validate_checks_without_accepting(api: Api, db: Conn) -> None:
     wallet = api.create_wallet()
     good = [{"wallet_id": wallet, "amount": "1.00"}]
-    response = api.post(
-        "/v1/replenishment-batches", {"items": good}, params={"validate_only": "true"}
-    )
+    response = api.post("/v1/replenishment-batch-validations", {"items": good})
     assert response.status_code == 200
     assert response.json() == {"valid": True, "total": 1}
     bad = [*good, {"wallet_id": str(uuid.uuid4()), "amount": "1.00"}]
     body = assert_problem(
-        api.post("/v1/replenishment-batches", {"items": bad}, params={"validate_only": "true"}),
+        api.post("/v1/replenishment-batch-validations", {"items": bad}),
         422,
         "validation_error",
     )

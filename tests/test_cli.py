@@ -237,3 +237,33 @@ def test_run_stops_everything_when_a_child_dies(stack: Stack, tmp_path: Path) ->
         if run.poll() is None:
             run.kill()
         kill_all(children, signal.SIGKILL)
+
+
+def test_api_keys_list_and_revoke(stack: Stack) -> None:
+    name = f"keys-{uuid.uuid4().hex[:8]}"
+    key = paysys("api-keys", "create", name).stdout.strip().splitlines()[-1]
+    spare = paysys("api-keys", "create", name).stdout.strip().splitlines()[-1]
+    listing = paysys("api-keys", "list", name)
+    assert listing.returncode == 0
+    assert key not in listing.stdout and spare not in listing.stdout  # never the secret
+    rows = [line.split() for line in listing.stdout.splitlines()[1:]]
+    assert len(rows) == 2
+    assert {row[1] for row in rows} == {key[:10], spare[:10]}
+    key_id = next(row[0] for row in rows if row[1] == key[:10])
+
+    client = Api(stack.base_url, key)
+    assert client.get("/v1/accounts").status_code == 200
+    revoked = paysys("api-keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    response = client.get("/v1/accounts")  # at once: no grace period, no cache
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+    client.close()
+    other = Api(stack.base_url, spare)
+    assert other.get("/v1/accounts").status_code == 200
+    other.close()
+    again = paysys("api-keys", "revoke", key_id)
+    assert again.returncode != 0 and "no active key" in again.stderr
+    after = paysys("api-keys", "list", name).stdout.splitlines()
+    assert next(line for line in after if key_id in line).split()[-1] != "-"  # revoked at
+    assert next(line for line in after if spare[:10] in line).split()[-1] == "-"

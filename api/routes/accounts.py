@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
-    Cursor,
+    AccountCursor,
     IdempotencyKeyHeader,
     Limit,
     ResourcesDep,
@@ -65,12 +65,14 @@ async def list_accounts(
     res: ResourcesDep,
     tenant: TenantDep,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: AccountCursor = None,
 ) -> Response:
-    before = serialize.decode_cursor(cursor)
+    before = serialize.decode_account_cursor(cursor)
     async with res.pool.acquire() as conn:
         rows = await repo.list_accounts(conn, tenant, before, limit + 1)
-    return JSON(serialize.page(rows, limit, serialize.account, "seq"))
+    return JSON(
+        serialize.page(rows, limit, serialize.account, lambda r: serialize.account_cursor(r["id"]))
+    )
 
 
 @router.get(

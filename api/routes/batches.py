@@ -7,12 +7,12 @@ import time
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
-    Cursor,
+    BatchItemCursor,
     IdempotencyKeyHeader,
     Limit,
     RequestIdDep,
@@ -35,13 +35,6 @@ from shared.money import SUPPORTED_CURRENCIES
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
 
 BatchId = Annotated[UUID, Path(description="Batch id")]
-ValidateOnly = Annotated[
-    bool,
-    Query(
-        description="Check the batch (wallets included) without accepting it: 200 when "
-        "it would be accepted, 422 naming the bad items otherwise"
-    ),
-]
 
 
 def _items(body: BatchCreate) -> list[intake.BatchItem]:
@@ -63,13 +56,7 @@ def _items(body: BatchCreate) -> list[intake.BatchItem]:
     status_code=202,
     response_model=Batch,
     summary="Top up many wallets at once (1-10,000 items, all or nothing)",
-    responses={
-        200: {
-            "description": "With validate_only: the batch would be accepted",
-            "model": BatchValidation,
-        },
-        **problem_responses(400, 409, 413, 422, 429),
-    },
+    responses=problem_responses(400, 409, 413, 422, 429),
 )
 async def create_batch(
     res: ResourcesDep,
@@ -77,13 +64,9 @@ async def create_batch(
     req_id: RequestIdDep,
     body: BatchCreate,
     idempotency_key: IdempotencyKeyHeader = None,
-    validate_only: ValidateOnly = False,
 ) -> Response:
-    items = _items(body)
-    if validate_only:
-        await intake.validate_batch(res.pool, tenant_id=tenant, items=items)
-        return JSON({"valid": True, "total": len(items)})
     key = required_key(idempotency_key)
+    items = _items(body)
     accepted = await intake.create_batch(
         res.pool, tenant_id=tenant, idempotency_key=key, items=items, request_id=req_id
     )
@@ -91,6 +74,20 @@ async def create_batch(
         res.doorbell.ring()
     document = serialize.batch(accepted.resource)
     return accepted_response(accepted, document, f"/v1/replenishment-batches/{document['id']}")
+
+
+@router.post(
+    "/replenishment-batch-validations",
+    response_model=BatchValidation,
+    summary="Check a batch (wallets included) without accepting it",
+    description="200 when the same body would be accepted by POST /v1/replenishment-batches, "
+    "422 naming every bad item otherwise. Nothing is created.",
+    responses=problem_responses(413, 422, 429),
+)
+async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate) -> Response:
+    items = _items(body)
+    await intake.validate_batch(res.pool, tenant_id=tenant, items=items)
+    return JSON({"valid": True, "total": len(items)})
 
 
 @router.get(
@@ -137,11 +134,18 @@ async def list_batch_operations(
     tenant: TenantDep,
     batch_id: BatchId,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: BatchItemCursor = None,
 ) -> Response:
-    after = serialize.decode_cursor(cursor)
+    after = serialize.decode_number_cursor(cursor)
     async with res.pool.acquire() as conn:
         if not await repo.batch_exists(conn, batch_id, tenant):
             raise NotFound(f"Batch {batch_id} not found")
         rows = await repo.list_batch_operations(conn, batch_id, tenant, after, limit + 1)
-    return JSON(serialize.page(rows, limit, serialize.operation, "seq"))
+    return JSON(
+        serialize.page(
+            rows,
+            limit,
+            serialize.operation,
+            lambda r: serialize.number_cursor("i", r["batch_offset"]),
+        )
+    )

@@ -24,7 +24,7 @@ from api.jsonbody import JsonRoute
 from api.responses import JSON
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Operation, TransferCreate
-from shared.errors import NotFound, SameWallet
+from shared.errors import NotFound
 from shared.intake import repository as repo
 from shared.intake import service as intake
 
@@ -53,8 +53,6 @@ async def create_transfer(
 ) -> Response:
     key = required_key(idempotency_key)
     check_currency(body.currency)
-    if body.from_wallet_id == body.to_wallet_id:
-        raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
     accepted = await intake.create_transfer(
         res.pool,
         tenant_id=tenant,

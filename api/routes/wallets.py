@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
-    Cursor,
     IdempotencyKeyHeader,
     Limit,
+    PostingCursor,
     RequestIdDep,
     ResourcesDep,
     TenantDep,
@@ -61,14 +61,18 @@ async def list_postings(
     tenant: TenantDep,
     wallet_id: WalletId,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: PostingCursor = None,
 ) -> Response:
-    before = serialize.decode_cursor(cursor)
+    before = serialize.decode_number_cursor(cursor)
     async with res.pool.acquire() as conn:
         if await repo.get_wallet(conn, wallet_id, tenant) is None:
             raise NotFound(f"Wallet {wallet_id} not found")
         rows = await repo.list_postings(conn, wallet_id, before, limit + 1)
-    return JSON(serialize.page(rows, limit, serialize.posting, "entry_no"))
+    return JSON(
+        serialize.page(
+            rows, limit, serialize.posting, lambda r: serialize.number_cursor("e", r["entry_no"])
+        )
+    )
 
 
 @router.post(

@@ -83,20 +83,19 @@ CREATE INDEX ix_api_key_tenant_id ON api_key (tenant_id);
 -- Accounts and wallets of the funding account have no tenant: no API key can see them.
 CREATE TABLE account (
     id         uuid        NOT NULL,
-    seq        bigint      GENERATED ALWAYS AS IDENTITY,
     tenant_id  uuid,
     kind       text        NOT NULL DEFAULT 'user',
     name       text        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk_account PRIMARY KEY (id),
-    CONSTRAINT uq_account_seq UNIQUE (seq),
     CONSTRAINT uq_account_id_tenant_id UNIQUE (id, tenant_id),
     CONSTRAINT fk_account_tenant_id_tenant FOREIGN KEY (tenant_id) REFERENCES tenant (id),
     CONSTRAINT ck_account_kind CHECK (kind IN ('user', 'system')),
     CONSTRAINT ck_account_tenant CHECK ((kind = 'user') = (tenant_id IS NOT NULL)),
     CONSTRAINT ck_account_name CHECK (char_length(name) BETWEEN 1 AND 200 AND btrim(name) <> '')
 );
-CREATE INDEX ix_account_tenant_id_seq ON account (tenant_id, seq);
+-- Listing, newest first: ids are UUIDv7, ordered by creation time.
+CREATE INDEX ix_account_tenant_id_id ON account (tenant_id, id);
 
 CREATE TABLE wallet (
     id          uuid        NOT NULL,

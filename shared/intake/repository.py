@@ -11,7 +11,7 @@ Record = asyncpg.Record
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 ACCOUNT_COLUMNS = """
-    a.id, a.seq, a.name, a.created_at,
+    a.id, a.name, a.created_at,
     w.id AS wallet_id, w.currency, w.balance, w.updated_at
 """
 
@@ -35,7 +35,7 @@ WALLET_COLUMNS = "id, account_id, currency, balance, updated_at"
 # --- API keys -------------------------------------------------------------------------
 
 TENANT_FOR_KEY = """
-SELECT tenant_id, key_hash FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL
+SELECT id, tenant_id, key_hash FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL
 """
 
 
@@ -96,7 +96,7 @@ WITH idem AS (
     INSERT INTO account (id, tenant_id, name)
     SELECT $4, $1, $5
     WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM idem)
-    RETURNING id, seq, name, created_at, tenant_id
+    RETURNING id, name, created_at, tenant_id
 ), w AS (
     INSERT INTO wallet (id, account_id, tenant_id, currency)
     SELECT $6, a.id, a.tenant_id, $7 FROM a
@@ -104,7 +104,7 @@ WITH idem AS (
 ), queue AS (
     INSERT INTO wallet_sequence (wallet_id) SELECT id FROM w
 )
-SELECT a.id, a.seq, a.name, a.created_at,
+SELECT a.id, a.name, a.created_at,
        w.id AS wallet_id, w.currency, w.balance, w.updated_at
 FROM a, w
 """
@@ -146,20 +146,20 @@ async def get_account(
     return await conn.fetchrow(GET_ACCOUNT, account_id, tenant_id)
 
 
-# Newest first, keyset-paginated on the account's insertion sequence.
+# Newest first, keyset-paginated on the id (UUIDv7: creation time, then random bits).
 LIST_ACCOUNTS = f"""
 SELECT {ACCOUNT_COLUMNS}
 FROM account a JOIN wallet w ON w.account_id = a.id AND w.kind = 'user'
-WHERE a.tenant_id = $1 AND ($2::bigint IS NULL OR a.seq < $2)
-ORDER BY a.seq DESC
+WHERE a.tenant_id = $1 AND ($2::uuid IS NULL OR a.id < $2)
+ORDER BY a.id DESC
 LIMIT $3
 """
 
 
 async def list_accounts(
-    conn: Connection, tenant_id: uuid.UUID, before_seq: int | None, limit: int
+    conn: Connection, tenant_id: uuid.UUID, before: uuid.UUID | None, limit: int
 ) -> list[Record]:
-    return await conn.fetch(LIST_ACCOUNTS, tenant_id, before_seq, limit)
+    return await conn.fetch(LIST_ACCOUNTS, tenant_id, before, limit)
 
 
 # --- Wallets --------------------------------------------------------------------------
@@ -356,10 +356,14 @@ async def batch_exists(conn: Connection, batch_id: uuid.UUID, tenant_id: uuid.UU
     return await conn.fetchval(BATCH_EXISTS, batch_id, tenant_id) is not None
 
 
-# In the batch's order (its items were inserted in order, so seq follows it).
+# In the batch's order (its items were inserted in order, so seq follows it). Each row's
+# `batch_offset` counts from the batch's first item, for the cursor: a global sequence
+# number would tell every tenant how busy the whole installation is.
 LIST_BATCH_OPERATIONS = f"""
-SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM}
-WHERE o.batch_id = $1 AND o.tenant_id = $2 AND ($3::bigint IS NULL OR o.seq > $3)
+WITH first AS (SELECT min(seq) AS seq FROM operation WHERE batch_id = $1)
+SELECT {OPERATION_COLUMNS}, o.seq - first.seq + 1 AS batch_offset
+FROM {OPERATION_FROM}, first
+WHERE o.batch_id = $1 AND o.tenant_id = $2 AND ($3::bigint IS NULL OR o.seq > first.seq - 1 + $3)
 ORDER BY o.seq
 LIMIT $4
 """
@@ -369,10 +373,10 @@ async def list_batch_operations(
     conn: Connection,
     batch_id: uuid.UUID,
     tenant_id: uuid.UUID,
-    after_seq: int | None,
+    after_offset: int | None,
     limit: int,
 ) -> list[Record]:
-    return await conn.fetch(LIST_BATCH_OPERATIONS, batch_id, tenant_id, after_seq, limit)
+    return await conn.fetch(LIST_BATCH_OPERATIONS, batch_id, tenant_id, after_offset, limit)
 
 
 TENANT_WALLET_IDS = "SELECT id FROM wallet WHERE id = ANY($1::uuid[]) AND tenant_id = $2"

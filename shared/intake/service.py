@@ -30,6 +30,7 @@ from shared.errors import (
     IdempotencyKeyReused,
     NotFound,
     PaysysError,
+    SameWallet,
     ServiceUnavailable,
     ValidationFailed,
 )
@@ -226,6 +227,11 @@ async def create_transfer(
         },
     )
     async with pool.acquire() as conn:
+        if from_wallet_id == to_wallet_id:
+            # A wallet that does not exist is a 404 first, as for any other transfer.
+            if await repo.get_wallet(conn, from_wallet_id, tenant_id) is None:
+                raise NotFound(f"Wallet {from_wallet_id} not found")
+            raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
 
         async def why_not() -> PaysysError | None:
             for field, wallet_id in (

@@ -5,7 +5,7 @@ DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/paysys
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export DATABASE_URL REDIS_URL
 
-.PHONY: install run test lint compose-check bench-batch
+.PHONY: install run test lint compose-check bench bench-batch
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: install
 
 compose-check: install
 	$(VENV)/bin/docker-compose -f docker-compose.yml config --quiet
+
+bench: install
+	$(PY) -m bench.run
 
 bench-batch: install
 	$(PY) -m bench.batch

@@ -51,15 +51,17 @@ Wait = Annotated[
 ]
 
 
-def resources(request: Request) -> Resources:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a thread pool,
+# a thread hand-off per request for what is a dictionary lookup.
+async def resources(request: Request) -> Resources:
     return cast(Resources, request.app.state.resources)
 
 
-def tenant_id(request: Request) -> UUID:
+async def tenant_id(request: Request) -> UUID:
     return cast(UUID, request.state.tenant_id)
 
 
-def request_id(request: Request) -> str | None:
+async def request_id(request: Request) -> str | None:
     return cast(str | None, getattr(request.state, "request_id", None))
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import UNAVAILABLE_ERRORS
 from api.responses import error_response
-from shared import apikeys
+from shared import apikeys, metrics
 from shared.errors import (
     PayloadTooLarge,
     PaysysError,
@@ -41,6 +42,35 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 async def _send_error(exc: PaysysError, scope: Scope, receive: Receive, send: Send) -> None:
     await error_response(exc)(scope, receive, send)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, by method, route template and status."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            metrics.http_requests.labels(method, template, str(status)).inc()
+            metrics.http_seconds.labels(method, template).observe(time.perf_counter() - started)
 
 
 class RequestIdMiddleware:
@@ -135,16 +165,19 @@ class AuthMiddleware:
             return
         resources: Any = scope["app"].state.resources
         digest = apikeys.hash_key(key)
-        try:
-            async with resources.pool.acquire() as conn:
-                row = await repo.tenant_for_key_hash(conn, digest)
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("database unavailable during authentication: %r", exc)
-            await _send_error(ServiceUnavailable(), scope, receive, send)
-            return
-        if row is None or not apikeys.digests_match(row["key_hash"], digest):
-            await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
-            return
+        row = resources.keys.get(digest)
+        if row is None:
+            try:
+                async with resources.pool.acquire() as conn:
+                    row = await repo.tenant_for_key_hash(conn, digest)
+            except UNAVAILABLE_ERRORS as exc:
+                log.warning("database unavailable during authentication: %r", exc)
+                await _send_error(ServiceUnavailable(), scope, receive, send)
+                return
+            if row is None or not apikeys.digests_match(row["key_hash"], digest):
+                await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
+                return
+            resources.keys.put(digest, row)
         scope.setdefault("state", {})["tenant_id"] = row["tenant_id"]
         limiter = resources.limiter
         if limiter is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import threading
 import time
@@ -21,7 +22,12 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from api.ratelimit import RateLimiter
-from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
+from shared.doorbell import (
+    DOORBELL_TTL,
+    completions_channel,
+    doorbell_key,
+    revocations_channel,
+)
 from shared.queue import DRAIN_TASK
 from shared.settings import Settings
 
@@ -39,6 +45,10 @@ async def create_pool(settings: Settings) -> Pool:
         timeout=settings.db_connect_timeout,
         command_timeout=settings.db_statement_timeout,
         max_inactive_connection_lifetime=60,
+        # Connections go back to the pool as they came out: no statement here changes
+        # session state (SET LOCAL only, inside transactions), so skip asyncpg's reset
+        # query, a round trip on every release.
+        reset=_keep_as_is,
         server_settings={
             "application_name": "paysys-api",
             "lock_timeout": f"{int(settings.idempotency_lock_timeout * 1000)}ms",
@@ -48,29 +58,36 @@ async def create_pool(settings: Settings) -> Pool:
     )
 
 
+async def _keep_as_is(_: asyncpg.Connection) -> None:
+    return None
+
+
 class Doorbell:
     """Wakes a worker after an operation is committed (see shared/doorbell.py)."""
 
     def __init__(self, redis: aioredis.Redis, celery: Celery, settings: Settings):
         self._redis = redis
         self._celery = celery
-        self._key = doorbell_key(settings)
+        self._settings = settings
         self._pending: set[asyncio.Task[None]] = set()
         self._last_warning = 0.0
 
     def ring(self) -> None:
         """Ring in the background: the response does not wait for Redis."""
-        task = asyncio.create_task(self._ring())
+        task = asyncio.create_task(self._ring(random.randrange(self._settings.drain_slots)))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _ring(self) -> None:
+    async def _ring(self, slot: int) -> None:
+        key = doorbell_key(self._settings, slot)
         try:
-            if await self._redis.set(self._key, "1", nx=True, ex=DOORBELL_TTL):
+            if await self._redis.set(key, "1", nx=True, ex=DOORBELL_TTL):
                 try:
-                    await asyncio.to_thread(self._celery.send_task, DRAIN_TASK)
+                    await asyncio.to_thread(
+                        self._celery.send_task, DRAIN_TASK, kwargs={"slot": slot}
+                    )
                 except Exception:
-                    await self._redis.delete(self._key)
+                    await self._redis.delete(key)
                     raise
         except Exception as exc:  # the sweeper re-sends it; say so, but not 1000 times a second
             now = time.monotonic()
@@ -83,6 +100,34 @@ class Doorbell:
             await asyncio.wait(self._pending, timeout=2)
 
 
+class KeyCache:
+    """API keys recently seen valid, so that most requests skip the lookup.
+
+    A revoked key is dropped at once when `paysys api-keys revoke` says so on Redis; if that
+    message is lost (Redis down), an entry still lives `TTL` seconds at most.
+    """
+
+    TTL = 5.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[float, Any]] = {}
+
+    def get(self, digest: bytes) -> Any | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, digest: bytes, row: Any) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + self.TTL, row)
+
+    def drop(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+
 class CompletionHub:
     """Wakes `?wait=` long polls when a worker publishes that an operation completed.
 
@@ -90,9 +135,11 @@ class CompletionHub:
     re-read the database at least once a second, so a lost one costs latency only.
     """
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings):
+    def __init__(self, redis: aioredis.Redis, settings: Settings, keys: KeyCache):
         self._redis = redis
         self._channel = completions_channel(settings)
+        self._revocations = revocations_channel(settings)
+        self._keys = keys
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self.closing = False
         self._loop = asyncio.get_running_loop()
@@ -146,12 +193,15 @@ class CompletionHub:
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self._channel)
+                    await pubsub.subscribe(self._channel, self._revocations)
                     while True:
                         message = await pubsub.get_message(timeout=30)
-                        if message is None or not self._waiters:
+                        if message is None:
                             continue
-                        self._notify(orjson.loads(message["data"]))
+                        if message["channel"] == self._revocations.encode():
+                            self._keys.drop(bytes.fromhex(message["data"].decode()))
+                        elif self._waiters:
+                            self._notify(orjson.loads(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -168,4 +218,5 @@ class Resources:
     doorbell: Doorbell
     hub: CompletionHub
     limiter: RateLimiter | None
+    keys: KeyCache
     background: list[asyncio.Task[None]] = field(default_factory=list)

@@ -157,16 +157,25 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _kb(path: str, field: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    """The largest resident set among the processes."""
+    return max((_kb(f"/proc/{pid}/status", "VmRSS:") for pid in pids), default=0) / 1024
+
+
+def pss_mb(pids: list[int]) -> float:
+    """The processes' memory, pages shared between them counted once in all (PSS). A sum of
+    RSS would count a forked pool's shared pages once per process."""
+    return sum(_kb(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids) / 1024
 
 
 def _pgbench_binary() -> str:

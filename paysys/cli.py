@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 
@@ -11,6 +14,8 @@ import click
 
 from paysys import logs
 from shared.settings import get_settings
+
+KEY_CACHE_SECONDS = 5.0  # api.resources.KeyCache.TTL
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -73,8 +78,10 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
     settings = get_settings()
     concurrency = concurrency or settings.worker_concurrency
     if not no_restart:
-        from paysys.supervisor import keep_alive
+        from paysys.supervisor import keep_alive, serve_metrics
 
+        if settings.worker_metrics_port:
+            serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
         sys.exit(
             keep_alive(
                 ["worker", "--concurrency", str(concurrency), "--no-restart"], "celery worker"
@@ -116,6 +123,8 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
 
     settings = get_settings()
     upgrade(settings.sqlalchemy_url)
+    metrics_dir = settings.metrics_dir or tempfile.mkdtemp(prefix="paysys-metrics-")
+    os.environ["PAYSYS_METRICS_DIR"] = metrics_dir  # the API's /metrics adds up every child
     api_args = [
         "api",
         "--host",
@@ -128,7 +137,12 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
         f"paysys: API on http://{host or settings.api_host}:{port or settings.api_port}"
         f" (docs at /docs); Ctrl-C stops everything"
     )
-    sys.exit(supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]}))
+    try:
+        code = supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]})
+    finally:
+        if not settings.metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)
 
 
 @main.command("replenish-batch")
@@ -206,12 +220,19 @@ def api_keys_revoke(key_id: str) -> None:
     from shared.db import transaction
 
     with transaction() as cur:
-        revoked = apikeys.revoke_key(cur, key_id)
-    if len(revoked) != 1:
+        matches = apikeys.revoke_key(cur, key_id)
+    if len(matches) != 1:
         raise click.ClickException(
-            f"no active key {key_id!r}" if not revoked else f"{key_id!r} matches several keys"
+            f"no active key {key_id!r}" if not matches else f"{key_id!r} matches several keys"
         )
-    click.echo(f"revoked {revoked[0]}")
+    revoked, digest = matches[0]
+    if not apikeys.announce_revocation(digest):
+        click.echo(
+            f"Redis is unreachable: API processes may accept the key for up to "
+            f"{KEY_CACHE_SECONDS:.0f} more seconds",
+            err=True,
+        )
+    click.echo(f"revoked {revoked}")
 
 
 @main.command()

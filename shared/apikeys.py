@@ -91,19 +91,36 @@ def list_keys(cur: Cursor, tenant_name: str | None = None) -> list[KeyInfo]:
 
 
 ACTIVE_KEYS_MATCHING = """
-SELECT id FROM api_key
+SELECT id, key_hash FROM api_key
 WHERE (id::text = %(ref)s OR prefix = %(ref)s) AND revoked_at IS NULL
 FOR UPDATE
 """
 REVOKE_KEY = "UPDATE api_key SET revoked_at = now() WHERE id = %(id)s"
 
 
-def revoke_key(cur: Cursor, ref: str) -> list[uuid.UUID]:
-    """Revoke the one active key with this id (or display prefix): the API refuses it from
-    its next request. Returns the active keys that matched; none is revoked unless exactly
-    one did."""
+def revoke_key(cur: Cursor, ref: str) -> list[tuple[uuid.UUID, bytes]]:
+    """Revoke the one active key with this id (or display prefix). Returns the active keys
+    that matched, (id, hash); none is revoked unless exactly one did. The caller tells the
+    API processes once this commits (see `announce_revocation`)."""
     cur.execute(ACTIVE_KEYS_MATCHING, {"ref": ref})
-    matches = [row[0] for row in cur.fetchall()]
+    matches = [(row[0], bytes(row[1])) for row in cur.fetchall()]
     if len(matches) == 1:
-        cur.execute(REVOKE_KEY, {"id": matches[0]})
+        cur.execute(REVOKE_KEY, {"id": matches[0][0]})
     return matches
+
+
+def announce_revocation(key_hash: bytes) -> bool:
+    """Tell every API process to forget a revoked key now (they cache keys for seconds)."""
+    import redis
+
+    from shared.doorbell import revocations_channel
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    try:
+        client = redis.Redis.from_url(settings.require_redis_url(), socket_timeout=2)
+        client.publish(revocations_channel(settings), key_hash.hex())
+        client.close()
+        return True
+    except redis.RedisError:
+        return False

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     drain_max_ops: int = Field(default=1000, ge=1, le=50_000)
     drain_max_seconds: float = Field(default=2.0, gt=0)
+    # Doorbells: how many drain tasks the API keeps going at once (see shared/doorbell.py).
+    drain_slots: int = Field(default=2, ge=1, le=64)
     sweeper_interval: float = Field(default=1.0, gt=0)
     sweeper_min_age: float = Field(default=2.0, ge=0)
     # Names in Redis: the Celery queue and the prefix of every key and channel, so that
@@ -59,6 +61,12 @@ class Settings(BaseSettings):
     api_key: str | None = None
 
     log_level: str = "INFO"
+
+    # Metrics: a directory shared by the processes of one host (`paysys run` makes one),
+    # so that the API's /metrics adds up every process's counters; and the port on which
+    # a `paysys worker` of its own (a container) serves its metrics, if any.
+    metrics_dir: str | None = None
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("database_url")
     @classmethod

@@ -5,6 +5,7 @@ each test."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def database_url() -> Iterator[str]:
         db.reset_engine()
         drop_database(ENV.database_name)
         clear_redis_prefix(ENV.prefix)
+        shutil.rmtree(ENV.metrics_dir, ignore_errors=True)
 
 
 class Stack:

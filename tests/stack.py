@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -71,6 +72,10 @@ class Environment:
     def prefix(self) -> str:
         return f"paysys-test-{self.run_id}"
 
+    @property
+    def metrics_dir(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"paysys-test-metrics-{self.run_id}")
+
     def variables(self) -> dict[str, str]:
         return {
             "DATABASE_URL": database_url(self.database_name),
@@ -80,6 +85,8 @@ class Environment:
             "PAYSYS_SWEEPER_INTERVAL": "0.5",
             "PAYSYS_SWEEPER_MIN_AGE": "1",
             "PAYSYS_LOG_LEVEL": "INFO",
+            # One metrics directory for the run's processes: the API adds them up.
+            "PAYSYS_METRICS_DIR": self.metrics_dir,
         }
 
 

@@ -5,6 +5,7 @@ outcomes that plain arithmetic gives."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,7 @@ def pending(
         batch_id=None,
         queue_wallet_id=first,
         seq=index,
+        created_at=datetime.now(UTC),
     )
 
 

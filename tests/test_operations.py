@@ -219,3 +219,43 @@ def test_lock_timeouts_say_which_lock(api: Api, database_url: str) -> None:
         conn.close()
     # Neither refusal used anything up.
     assert api.replenish(wallet, "1.00", key=tenant_key).status_code == 202
+
+
+def test_every_applied_operation_is_announced_to_long_polls(api: Api) -> None:
+    """Long polls are woken by the worker's announcements; a drain of any size announces
+    every operation it applied (else polls would only see them on their 1 s re-read)."""
+    import orjson
+    import redis
+
+    from shared.doorbell import completions_channel
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.require_redis_url())
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(completions_channel(settings))
+    try:
+        wallet = api.create_wallet()
+        batch = api.post(
+            "/v1/replenishment-batches",
+            {"items": [{"wallet_id": wallet, "amount": "0.01"}] * 300},
+            key=new_key(),
+        ).json()
+        single = api.replenish(wallet, "1.00").json()["id"]
+        api.wait(single)
+        operations = {p["operation_id"] for p in api.postings(wallet)}
+        assert len(operations) == 301
+        announced: set[str] = set()
+        batches_announced: set[str] = set()
+        deadline = time.monotonic() + 10
+        while not operations <= announced and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                keys = orjson.loads(message["data"])
+                announced |= {k[2:] for k in keys if k[:2] == "o:"}
+                batches_announced |= {k[2:] for k in keys if k[:2] == "b:"}
+        assert operations <= announced, f"{len(operations - announced)} never announced"
+        assert batch["id"] in batches_announced
+    finally:
+        pubsub.close()
+        client.close()

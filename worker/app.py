@@ -5,6 +5,7 @@ Run it with `paysys worker` (or `celery -A worker.app worker`).
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -22,6 +23,7 @@ def _after_fork(**_: Any) -> None:
     from worker import tasks
 
     tasks.reset_redis()
+    gc.freeze()  # the imported code lives as long as the child: keep it out of collections
 
 
 # Registers the tasks on this app (they are shared tasks, see worker/tasks.py).

@@ -16,6 +16,7 @@ import threading
 import time
 from types import FrameType
 
+from shared import metrics
 from shared.db import transaction
 from shared.ledger import repository as repo
 from shared.queue import DRAIN_TASK, make_celery
@@ -52,6 +53,7 @@ def run(stop: threading.Event | None = None) -> None:
                 stale = repo.pending_older_than(cur, settings.sweeper_min_age)
             if stale:
                 celery.send_task(DRAIN_TASK)
+                metrics.sweeper_redispatches.inc()
                 log.info("re-dispatched a drain for operations left pending")
             if time.monotonic() >= next_expiry:
                 with transaction() as cur:

@@ -8,10 +8,10 @@ import orjson
 import redis
 from celery import shared_task
 
-from shared.doorbell import completions_channel, doorbell_key
+from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
 from shared.ledger import service as ledger
 from shared.queue import DRAIN_TASK
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger("paysys.worker")
 
@@ -45,22 +45,46 @@ def _publish_completions(result: ledger.DrainResult) -> None:
 # A drain is bounded by drain_max_seconds and its statements by the session's
 # statement_timeout; the time limit only stops a child that is stuck beyond both.
 @shared_task(name=DRAIN_TASK, bind=True, ignore_result=True, time_limit=300)
-def drain(self: object) -> None:
-    """Apply pending operations until none is left to claim (see shared/doorbell.py)."""
-    settings = get_settings()
-    try:
-        # Cleared before reading the database: an operation committed from now on rings
-        # again and gets its own drain.
-        redis_client().delete(doorbell_key(settings))
-    except redis.RedisError as exc:
-        log.warning("could not clear the doorbell: %r", exc)
-    more = ledger.drain(
-        max_ops=settings.drain_max_ops,
-        max_seconds=settings.drain_max_seconds,
-        on_commit=_publish_completions,
-    )
-    if more:
-        # Out of time with work left: hand over to a fresh task rather than hold the child.
-        from worker.app import app
+def drain(self: object, slot: int | None = None) -> None:
+    """Apply pending operations until none is left to claim (see shared/doorbell.py).
 
-        app.send_task(DRAIN_TASK)
+    `slot` is the doorbell that sent this task; the sweeper's tasks have none.
+    """
+    settings = get_settings()
+    while True:
+        more = ledger.drain(
+            max_ops=settings.drain_max_ops,
+            max_seconds=settings.drain_max_seconds,
+            on_commit=_publish_completions,
+        )
+        if more:
+            # Out of time with work left: hand over to a fresh task for the same doorbell,
+            # which stays rung, rather than hold this pool child.
+            _hand_over(settings, slot)
+            return
+        if slot is None or not _clear_doorbell(settings, slot):
+            return
+        # Cleared: one more look, for what was committed while the doorbell was rung.
+        result = ledger.drain_round(settings.drain_max_ops, _publish_completions)
+        if result.claimed_wallets == 0:
+            return
+
+
+def _clear_doorbell(settings: Settings, slot: int) -> bool:
+    try:
+        redis_client().delete(doorbell_key(settings, slot))
+        return True
+    except redis.RedisError as exc:
+        log.warning("could not clear a doorbell (it will expire): %r", exc)
+        return False
+
+
+def _hand_over(settings: Settings, slot: int | None) -> None:
+    from worker.app import app
+
+    if slot is not None:
+        try:
+            redis_client().set(doorbell_key(settings, slot), "1", ex=DOORBELL_TTL)
+        except redis.RedisError as exc:
+            log.warning("could not keep a doorbell rung: %r", exc)
+    app.send_task(DRAIN_TASK, kwargs={"slot": slot})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated
 from uuid import UUID
 
@@ -24,12 +22,13 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response
-from api.routes.operations import WAIT_RECHECK_SECONDS
+from api.routes.common import accepted_response, long_poll
 from api.schemas import Batch, BatchCreate, BatchValidation, OperationPage
+from shared import metrics
 from shared.errors import FieldError, NotFound, ValidationFailed
 from shared.intake import repository as repo
 from shared.intake import service as intake
+from shared.intake.repository import Record
 from shared.money import SUPPORTED_CURRENCIES
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
@@ -72,6 +71,7 @@ async def create_batch(
     )
     if not accepted.replayed:
         res.doorbell.ring()
+        metrics.operations_accepted.labels("replenishment").inc(len(items))
     document = serialize.batch(accepted.resource)
     return accepted_response(accepted, document, f"/v1/replenishment-batches/{document['id']}")
 
@@ -99,26 +99,13 @@ async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate
 async def get_batch(
     res: ResourcesDep, tenant: TenantDep, batch_id: BatchId, wait: Wait = None
 ) -> Response:
-    async with res.pool.acquire() as conn:
-        row = await repo.get_batch(conn, batch_id, tenant)
+    async def fetch() -> Record | None:
+        async with res.pool.acquire() as conn:
+            return await repo.get_batch(conn, batch_id, tenant)
+
+    row = await long_poll(res.hub, f"b:{batch_id}", wait, fetch, lambda r: r["pending"] == 0)
     if row is None:
         raise NotFound(f"Batch {batch_id} not found")
-    if wait and row["pending"]:
-        deadline = time.monotonic() + wait
-        with res.hub.watch(f"b:{batch_id}") as progressed:
-            while row is not None and row["pending"]:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or res.hub.closing:
-                    break
-                try:
-                    await asyncio.wait_for(
-                        progressed.wait(), timeout=min(remaining, WAIT_RECHECK_SECONDS)
-                    )
-                except TimeoutError:
-                    pass
-                progressed.clear()
-                async with res.pool.acquire() as conn:
-                    row = await repo.get_batch(conn, batch_id, tenant)
     assert row is not None
     return JSON(serialize.batch(row))
 

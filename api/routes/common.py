@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
 
+from api.resources import CompletionHub
 from api.responses import JSON
 from shared.errors import UnsupportedCurrency
+from shared.intake.repository import Record
 from shared.intake.service import Accepted
 from shared.money import SUPPORTED_CURRENCIES
 
@@ -22,3 +27,38 @@ def accepted_response(accepted: Accepted, document: dict[str, Any], location: st
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSON(document, status_code=accepted.status_code, headers=headers)
+
+
+# A long poll re-reads the database at least this often, in case an announcement was lost.
+WAIT_RECHECK_SECONDS = 1.0
+
+
+async def long_poll(
+    hub: CompletionHub,
+    key: str,
+    wait: float | None,
+    fetch: Callable[[], Awaitable[Record | None]],
+    final: Callable[[Record], bool],
+) -> Record | None:
+    """Read a resource; with `wait`, read it again whenever the worker announces progress
+    on `key`, until it is final or `wait` seconds have passed.
+
+    The watch is registered before the first read: an announcement made while a read is
+    under way must wake the poll, not be lost until the next re-read.
+    """
+    if not wait:
+        return await fetch()
+    deadline = time.monotonic() + wait
+    with hub.watch(key) as changed:
+        row = await fetch()
+        while row is not None and not final(row) and not hub.closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, WAIT_RECHECK_SECONDS))
+            except TimeoutError:
+                pass
+            changed.clear()
+            row = await fetch()
+    return row

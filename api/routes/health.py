@@ -5,17 +5,43 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import PlainTextResponse, Response
 
 from api.deps import ResourcesDep
 from api.errors import UNAVAILABLE_ERRORS
 from api.responses import JSON
 from api.schemas import Health
+from shared import metrics
 from shared.intake import repository as repo
 
 router = APIRouter(tags=["health"])
 
 READY_TIMEOUT = 2.0
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics_endpoint(res: ResourcesDep) -> Response:
+    body = metrics.render()
+    try:
+        async with res.pool.acquire() as conn:
+            row = await asyncio.wait_for(repo.backlog(conn), READY_TIMEOUT)
+        body += (
+            "# HELP paysys_operations_pending Operations accepted and not yet applied\n"
+            "# TYPE paysys_operations_pending gauge\n"
+            f"paysys_operations_pending {row['pending']}\n"
+            "# HELP paysys_oldest_pending_seconds Age of the oldest pending operation\n"
+            "# TYPE paysys_oldest_pending_seconds gauge\n"
+            f"paysys_oldest_pending_seconds {row['oldest_seconds']:.3f}\n"
+        ).encode()
+    except UNAVAILABLE_ERRORS:
+        pass  # the process's own metrics still tell something
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is running")

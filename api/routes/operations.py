@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated
 from uuid import UUID
 
@@ -22,19 +20,17 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, check_currency
+from api.routes.common import accepted_response, check_currency, long_poll
 from api.schemas import Operation, TransferCreate
+from shared import metrics
 from shared.errors import NotFound
 from shared.intake import repository as repo
 from shared.intake import service as intake
+from shared.intake.repository import Record
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["operations"])
 
 OperationId = Annotated[UUID, Path(description="Operation id")]
-
-# A long poll re-reads the database at least this often, in case a completion
-# notification was lost.
-WAIT_RECHECK_SECONDS = 1.0
 
 
 @router.post(
@@ -66,6 +62,7 @@ async def create_transfer(
     )
     if not accepted.replayed:
         res.doorbell.ring()
+        metrics.operations_accepted.labels("transfer").inc()
     document = serialize.operation(accepted.resource)
     return accepted_response(accepted, document, f"/v1/operations/{document['id']}")
 
@@ -82,25 +79,14 @@ async def get_operation(
     operation_id: OperationId,
     wait: Wait = None,
 ) -> Response:
-    async with res.pool.acquire() as conn:
-        row = await repo.get_operation(conn, operation_id, tenant)
+    async def fetch() -> Record | None:
+        async with res.pool.acquire() as conn:
+            return await repo.get_operation(conn, operation_id, tenant)
+
+    row = await long_poll(
+        res.hub, f"o:{operation_id}", wait, fetch, lambda r: r["status"] != "pending"
+    )
     if row is None:
         raise NotFound(f"Operation {operation_id} not found")
-    if wait and row["status"] == "pending":
-        deadline = time.monotonic() + wait
-        with res.hub.watch(f"o:{operation_id}") as completed:
-            while row is not None and row["status"] == "pending":
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or res.hub.closing:
-                    break
-                try:
-                    await asyncio.wait_for(
-                        completed.wait(), timeout=min(remaining, WAIT_RECHECK_SECONDS)
-                    )
-                except TimeoutError:
-                    pass
-                completed.clear()
-                async with res.pool.acquire() as conn:
-                    row = await repo.get_operation(conn, operation_id, tenant)
     assert row is not None
     return JSON(serialize.operation(row))

@@ -23,6 +23,7 @@ from api.jsonbody import JsonRoute
 from api.responses import JSON
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
+from shared import metrics
 from shared.errors import NotFound
 from shared.intake import repository as repo
 from shared.intake import service as intake
@@ -104,5 +105,6 @@ async def create_replenishment(
     )
     if not accepted.replayed:
         res.doorbell.ring()
+        metrics.operations_accepted.labels("replenishment").inc()
     document = serialize.operation(accepted.resource)
     return accepted_response(accepted, document, f"/v1/operations/{document['id']}")

@@ -479,5 +479,20 @@ async def copy_batch_operations(conn: Connection, rows: list[tuple[Any, ...]]) -
 # --- Health ---------------------------------------------------------------------------
 
 
+BACKLOG = """
+SELECT (SELECT count(*) FROM operation WHERE status = 'pending') AS pending,
+       COALESCE(EXTRACT(EPOCH FROM now() - (
+           SELECT created_at FROM operation WHERE status = 'pending' ORDER BY seq LIMIT 1
+       )), 0)::float8 AS oldest_seconds
+"""
+
+
+async def backlog(conn: Connection) -> Record:
+    """Pending operations, and how long the oldest has waited (all tenants)."""
+    row = await conn.fetchrow(BACKLOG)
+    assert row is not None
+    return row
+
+
 async def ping(conn: Connection) -> Any:
     return await conn.fetchval("SELECT 1")

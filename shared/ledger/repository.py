@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.db import Cursor
 
@@ -23,6 +24,7 @@ class PendingOperation:
     batch_id: uuid.UUID | None
     queue_wallet_id: uuid.UUID
     seq: int
+    created_at: datetime
 
 
 @dataclass(slots=True)
@@ -57,10 +59,11 @@ WITH head AS MATERIALIZED (
            row_number() OVER (ORDER BY min(seq)) AS rank
     FROM head GROUP BY queue_wallet_id
 )
-SELECT wallet_id, taken FROM candidates
-WHERE CASE WHEN before < %(budget)s AND rank <= %(max_wallets)s
-           THEN pg_try_advisory_xact_lock(hashtextextended(wallet_id::text, %(seed)s))
-           ELSE false END
+SELECT wallet_id, taken,
+       CASE WHEN before < %(budget)s AND rank <= %(max_wallets)s
+            THEN pg_try_advisory_xact_lock(hashtextextended(wallet_id::text, %(seed)s))
+            ELSE false END AS claimed
+FROM candidates
 """
 MAX_WALLETS_PER_DRAIN = 500
 
@@ -100,8 +103,9 @@ def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
             "max_wallets": MAX_WALLETS_PER_DRAIN,
         },
     )
-    claimed = {row[0]: row[1] for row in cur.fetchall()}
-    if claimed:
+    rows = cur.fetchall()
+    claimed = {row[0]: row[1] for row in rows if row[2]}
+    if claimed or not rows:  # claimed something, or nothing is pending at all
         return claimed
     wallets: list[uuid.UUID] = []
     for start in (uuid.uuid4(), uuid.UUID(int=0)):  # from a random point, then wrap around
@@ -125,7 +129,7 @@ def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
 # the claim, so this snapshot sees every commit of the wallet's previous claimant.
 PENDING_OPERATIONS = """
 SELECT o.id, o.type, o.amount, o.wallet_id, o.from_wallet_id, o.to_wallet_id, o.batch_id,
-       o.queue_wallet_id, o.seq
+       o.queue_wallet_id, o.seq, o.created_at
 FROM unnest(%(wallets)s::uuid[], %(taken)s::int[]) AS claimed (wallet_id, taken)
 CROSS JOIN LATERAL (
     SELECT * FROM operation

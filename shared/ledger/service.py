@@ -30,7 +30,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from shared import metrics
 from shared.db import Cursor, transaction
 from shared.ids import uuid7
 from shared.ledger import repository as repo
@@ -40,6 +42,8 @@ from shared.money import format_cents
 log = logging.getLogger("paysys.ledger")
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
+SMALL_DRAIN = 32
+PAUSE_AFTER_SMALL_DRAIN = 0.005
 
 
 @dataclass(slots=True)
@@ -50,6 +54,8 @@ class DrainResult:
     succeeded: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
     batch_ids: set[uuid.UUID] = field(default_factory=set)
+    # (type, status, accepted at) of each operation applied, for metrics.
+    outcomes: list[tuple[str, str, datetime]] = field(default_factory=list)
 
     @property
     def applied(self) -> int:
@@ -166,9 +172,41 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
         raise RuntimeError(
             f"expected to complete {len(book.outcomes)} operations, completed {completed}"
         )
+    by_id = {op.id: op for op in operations}
     for operation_id, status, *_ in book.outcomes:
         (result.succeeded if status == "succeeded" else result.failed).append(operation_id)
+        operation = by_id[operation_id]
+        result.outcomes.append((operation.type, status, operation.created_at))
     result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
+    return result
+
+
+def _record(result: DrainResult, seconds: float) -> None:
+    metrics.drain_seconds.observe(seconds)
+    metrics.drain_operations.observe(result.applied)
+    now = datetime.now(UTC)
+    for kind, status, accepted_at in result.outcomes:
+        metrics.operations_completed.labels(kind, status).inc()
+        metrics.accept_to_final.observe((now - accepted_at).total_seconds())
+
+
+def drain_round(
+    max_ops: int, on_commit: Callable[[DrainResult], None] = lambda _: None
+) -> DrainResult:
+    """One drain in its own database transaction, logged and counted once committed."""
+    started = time.monotonic()
+    with transaction() as cur:
+        result = drain_once(cur, max_ops)
+    if result.applied:
+        _record(result, time.monotonic() - started)
+        log.info(
+            "drain applied %d operations (%d succeeded, %d failed) over %d wallets",
+            result.applied,
+            len(result.succeeded),
+            len(result.failed),
+            result.claimed_wallets,
+        )
+        on_commit(result)
     return result
 
 
@@ -186,18 +224,13 @@ def drain(
     """
     deadline = time.monotonic() + max_seconds
     while True:
-        with transaction() as cur:
-            result = drain_once(cur, max_ops)
-        if result.applied:
-            log.info(
-                "drain applied %d operations (%d succeeded, %d failed) over %d wallets",
-                result.applied,
-                len(result.succeeded),
-                len(result.failed),
-                result.claimed_wallets,
-            )
-            on_commit(result)
+        result = drain_round(max_ops, on_commit)
         if result.claimed_wallets == 0:
             return False
         if time.monotonic() >= deadline or should_stop():
             return True
+        if result.applied < SMALL_DRAIN:
+            # A trickle: wait a moment so that the next drain applies more at once. Each
+            # drain has a fixed cost (a claim, a few statements, a commit) that a handful
+            # of operations cannot pay for; the pause costs them milliseconds.
+            time.sleep(PAUSE_AFTER_SMALL_DRAIN)

@@ -1,0 +1,75 @@
+"""Prometheus metrics of every paysys process.
+
+Processes of one host share a directory (`PAYSYS_METRICS_DIR`, which `paysys run` sets
+up): prometheus_client then keeps each process's values in a file there, and whoever
+serves /metrics adds them all up, Celery's pool children included. Without the directory,
+each process counts for itself.
+
+What the database knows (the pending backlog and its age) is not counted here: the API
+reads it when /metrics is scraped (see `api.routes.health`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shared.settings import get_settings
+
+_dir = get_settings().metrics_dir
+if _dir:
+    # prometheus_client picks multiprocess mode from this variable, read at import.
+    Path(_dir).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
+
+from prometheus_client import REGISTRY as _DEFAULT_REGISTRY  # noqa: E402
+from prometheus_client import (  # noqa: E402
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+operations_accepted = Counter("paysys_operations_accepted", "Operations accepted (202)", ["type"])
+operations_completed = Counter(
+    "paysys_operations_completed", "Operations applied, by outcome", ["type", "status"]
+)
+accept_to_final = Histogram(
+    "paysys_accept_to_final_seconds",
+    "From acceptance to final, per operation",
+    buckets=LATENCY_BUCKETS,
+)
+drain_seconds = Histogram(
+    "paysys_drain_seconds",
+    "Time to apply one drain (one database transaction)",
+    buckets=LATENCY_BUCKETS,
+)
+drain_operations = Histogram(
+    "paysys_drain_operations",
+    "Operations applied per drain",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+sweeper_redispatches = Counter(
+    "paysys_sweeper_redispatches", "Wake-ups re-sent for operations left pending"
+)
+http_requests = Counter(
+    "paysys_http_requests", "HTTP requests answered", ["method", "route", "status"]
+)
+http_seconds = Histogram(
+    "paysys_http_request_seconds",
+    "HTTP request duration",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def render() -> bytes:
+    """The exposition text of this process, or of every process sharing the directory."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(_DEFAULT_REGISTRY)

@@ -1,9 +1,7 @@
 # The README's commands. Each target installs the project into $(VENV) first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/paysys
-REDIS_URL ?= redis://127.0.0.1:6379/0
-export DATABASE_URL REDIS_URL
+# `make run` uses DATABASE_URL and REDIS_URL if set, else embedded servers in ./.paysys/.
 
 .PHONY: install run test lint compose-check bench bench-batch
 
@@ -28,6 +26,7 @@ lint: install
 
 compose-check: install
 	$(VENV)/bin/docker-compose -f docker-compose.yml config --quiet
+	$(VENV)/bin/docker-compose -f docker-compose.yml --profile monitoring config --quiet
 
 bench: install
 	$(PY) -m bench.run

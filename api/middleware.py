@@ -29,6 +29,7 @@ from shared.ids import uuid7
 from shared.intake import repository as repo
 
 log = logging.getLogger("paysys.api")
+access = logging.getLogger("paysys.access")
 
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
@@ -69,8 +70,22 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
+            seconds = time.perf_counter() - started
             metrics.http_requests.labels(method, template, str(status)).inc()
-            metrics.http_seconds.labels(method, template).observe(time.perf_counter() - started)
+            metrics.http_seconds.labels(method, template).observe(seconds)
+            state = scope.get("state", {})
+            access.info(
+                "%s %s %s",
+                method,
+                template,
+                status,
+                extra={
+                    "request_id": state.get("request_id"),
+                    "tenant_id": state.get("tenant_id"),
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
 
 
 class RequestIdMiddleware:

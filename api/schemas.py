@@ -102,17 +102,46 @@ class RequestModel(BaseModel):
 
 
 class AccountCreate(RequestModel):
+    model_config = ConfigDict(
+        {
+            "extra": "forbid",
+            "json_schema_extra": {"examples": [{"name": "Alice", "currency": "USD"}]},
+        }
+    )
     name: Name
     currency: Currency = "USD"
 
 
 class ReplenishmentCreate(RequestModel):
+    model_config = ConfigDict(
+        {
+            "extra": "forbid",
+            "json_schema_extra": {
+                "examples": [{"amount": "25.00", "currency": "USD", "reference": "top-up 42"}]
+            },
+        }
+    )
     amount: Amount
     currency: Currency = "USD"
     reference: Reference | None = None
 
 
 class TransferCreate(RequestModel):
+    model_config = ConfigDict(
+        {
+            "extra": "forbid",
+            "json_schema_extra": {
+                "examples": [
+                    {
+                        "from_wallet_id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                        "to_wallet_id": "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12",
+                        "amount": "5.00",
+                        "reference": "rent",
+                    }
+                ]
+            },
+        }
+    )
     from_wallet_id: UUID
     to_wallet_id: UUID
     amount: Amount
@@ -131,6 +160,28 @@ class BatchItemCreate(RequestModel):
 
 
 class BatchCreate(RequestModel):
+    model_config = ConfigDict(
+        {
+            "extra": "forbid",
+            "json_schema_extra": {
+                "examples": [
+                    {
+                        "items": [
+                            {
+                                "wallet_id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                                "amount": "10.00",
+                                "reference": "payroll 1",
+                            },
+                            {
+                                "wallet_id": "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12",
+                                "amount": "12.50",
+                            },
+                        ]
+                    }
+                ]
+            },
+        }
+    )
     items: list[BatchItemCreate] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
@@ -140,6 +191,19 @@ Money = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["25.00"]
 
 
 class Wallet(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                    "account_id": "0193a0c4-2b1e-7b11-a0f2-4c1d7a6b5e90",
+                    "currency": "USD",
+                    "balance": "20.00",
+                    "updated_at": "2026-11-25T10:15:30.123456Z",
+                }
+            ]
+        }
+    )
     id: UUID
     account_id: UUID
     currency: Literal["USD"]
@@ -148,6 +212,24 @@ class Wallet(BaseModel):
 
 
 class Account(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c4-2b1e-7b11-a0f2-4c1d7a6b5e90",
+                    "name": "Alice",
+                    "created_at": "2026-11-25T10:15:30.123456Z",
+                    "wallet": {
+                        "id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                        "account_id": "0193a0c4-2b1e-7b11-a0f2-4c1d7a6b5e90",
+                        "currency": "USD",
+                        "balance": "20.00",
+                        "updated_at": "2026-11-25T10:15:30.123456Z",
+                    },
+                }
+            ]
+        }
+    )
     id: UUID
     name: str
     created_at: datetime
@@ -160,6 +242,21 @@ class AccountPage(BaseModel):
 
 
 class Posting(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c5-1f02-7d00-9a1b-c2d3e4f5a6b7",
+                    "transaction_id": "0193a0c5-1f02-7c3d-8e4f-a5b6c7d8e9f0",
+                    "operation_id": "0193a0c5-1f00-7a2b-b3c4-d5e6f7a8b9c0",
+                    "type": "transfer",
+                    "amount": "-5.00",
+                    "balance_after": "20.00",
+                    "created_at": "2026-11-25T10:15:30.123456Z",
+                }
+            ]
+        }
+    )
     id: UUID
     transaction_id: UUID
     operation_id: UUID
@@ -180,6 +277,28 @@ class OperationError(BaseModel):
 
 
 class Operation(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c5-1f00-7a2b-b3c4-d5e6f7a8b9c0",
+                    "type": "transfer",
+                    "status": "succeeded",
+                    "amount": "5.00",
+                    "currency": "USD",
+                    "wallet_id": None,
+                    "from_wallet_id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                    "to_wallet_id": "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12",
+                    "reference": "rent",
+                    "batch_id": None,
+                    "transaction_id": "0193a0c5-1f02-7c3d-8e4f-a5b6c7d8e9f0",
+                    "error": None,
+                    "created_at": "2026-11-25T10:15:30.123456Z",
+                    "completed_at": "2026-11-25T10:15:30.151002Z",
+                }
+            ]
+        }
+    )
     id: UUID
     type: Literal["replenishment", "transfer"]
     status: Literal["pending", "succeeded", "failed"]
@@ -197,6 +316,22 @@ class Operation(BaseModel):
 
 
 class Batch(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c6-0a00-7b1c-9d2e-f3a4b5c6d7e8",
+                    "status": "pending",
+                    "total": 10000,
+                    "pending": 2500,
+                    "succeeded": 7500,
+                    "failed": 0,
+                    "created_at": "2026-11-25T10:15:30.123456Z",
+                    "completed_at": None,
+                }
+            ]
+        }
+    )
     id: UUID
     status: Literal["pending", "completed"]
     total: int
@@ -208,6 +343,7 @@ class Batch(BaseModel):
 
 
 class BatchValidation(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"valid": True, "total": 2}]})
     valid: Literal[True]
     total: int
 
@@ -227,6 +363,22 @@ class FieldErrorModel(BaseModel):
 
 
 class Problem(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://paysys.dev/problems/validation_error",
+                    "title": "Validation failed",
+                    "status": 422,
+                    "detail": "The request is not valid; see errors",
+                    "code": "validation_error",
+                    "errors": [
+                        {"loc": ["body", "amount"], "msg": "amount has more than 2 fraction digits"}
+                    ],
+                }
+            ]
+        }
+    )
     type: str
     title: str
     status: int

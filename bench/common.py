@@ -3,6 +3,7 @@ started here), an API key, and pgbench's TPC-B on the same machine as the yardst
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -21,6 +22,18 @@ import httpx
 import psycopg2
 
 RESULTS = Path(__file__).parent / "results"
+
+
+# Resolved once, here: between fork and exec (where `die_with_parent` runs, possibly while
+# other threads of this process hold locks) nothing should load or import anything.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: be sent SIGTERM when the process that started it dies
+    (killed, say), rather than live on as an orphan (Linux)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -93,6 +106,7 @@ class LocalPaysys:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def start(self) -> str:

@@ -39,6 +39,7 @@ import aiohttp
 from bench.common import (
     RESULTS,
     _children,
+    die_with_parent,
     free_port,
     pgbench_tps,
     pss_mb,
@@ -91,6 +92,7 @@ class PaysysRun:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 90
         import httpx

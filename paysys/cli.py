@@ -9,17 +9,68 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from paysys import logs
 from shared.settings import get_settings
 
+if TYPE_CHECKING:
+    from paysys.embedded import Embedded
+
 KEY_CACHE_SECONDS = 5.0  # api.resources.KeyCache.TTL
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+def _servers(*, owner: bool = False) -> Embedded | None:
+    """Point this process, and the processes it starts, at PostgreSQL and Redis.
+
+    With DATABASE_URL and REDIS_URL set, those. With both unset, the embedded servers
+    under ./.paysys/: those of the `paysys run` running in this folder, or (for `paysys
+    run` itself, `owner`, or when none runs) ones started now and stopped with the
+    command. Returns the embedded servers this command started, if any.
+    """
+    from paysys.embedded import AlreadyRunning, Embedded
+    from shared.settings import Settings
+
+    settings = Settings()
+    if settings.database_url and settings.redis_url:
+        return None
+    if settings.database_url or settings.redis_url:
+        raise click.UsageError(
+            "set both DATABASE_URL and REDIS_URL, or neither to use embedded servers "
+            "under ./.paysys/"
+        )
+    embedded = Embedded()
+    if owner:
+        try:
+            embedded.lock()
+        except AlreadyRunning as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        running = embedded.running()
+        if running is not None:
+            _point_at(running.database_url, running.redis_url)
+            return None
+    click.echo("starting embedded PostgreSQL and Redis under ./.paysys/ ...", err=True)
+    addresses = embedded.start(publish=owner)
+    click.get_current_context().call_on_close(embedded.stop)
+    _point_at(addresses.database_url, addresses.redis_url)
+    if not owner:
+        from shared.migrate import upgrade
+
+        upgrade(get_settings().sqlalchemy_url)
+    return embedded
+
+
+def _point_at(database_url: str, redis_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url  # read by this process and every child
+    os.environ["REDIS_URL"] = redis_url
+    get_settings.cache_clear()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +84,7 @@ def migrate() -> None:
     logs.configure("migrate")
     from shared.migrate import upgrade
 
+    _servers()
     upgrade(get_settings().sqlalchemy_url)
     click.echo("database is at the latest schema")
 
@@ -49,6 +101,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     # Uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler in
     # place: make that previous handler a clean exit, so a graceful stop exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    _servers()
     settings = get_settings()
     settings.require_database_url()
     settings.require_redis_url()
@@ -59,7 +112,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         port=port or settings.api_port,
         workers=workers or settings.api_workers,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # the API logs each request itself, with its request id
+        log_config=None,  # uvicorn's loggers go through paysys's (JSON) handler
         timeout_graceful_shutdown=10,
     )
 
@@ -75,6 +129,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 def worker(concurrency: int | None, no_restart: bool) -> None:
     """Run a Celery worker that applies operations (restarted if it ever dies)."""
     logs.configure("worker")
+    if not no_restart:
+        _servers()
     settings = get_settings()
     concurrency = concurrency or settings.worker_concurrency
     if not no_restart:
@@ -106,6 +162,7 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
 def sweeper() -> None:
     """Re-dispatch operations left pending; expire old idempotency keys."""
     logs.configure("sweeper")
+    _servers()
     from worker import sweeper as sweeper_module
 
     sweeper_module.run()
@@ -121,6 +178,7 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     from paysys.supervisor import supervise
     from shared.migrate import upgrade
 
+    embedded = _servers(owner=True)
     settings = get_settings()
     upgrade(settings.sqlalchemy_url)
     metrics_dir = settings.metrics_dir or tempfile.mkdtemp(prefix="paysys-metrics-")
@@ -133,16 +191,31 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
         str(port or settings.api_port),
     ]
     worker_args = ["worker", "--concurrency", str(concurrency or settings.worker_concurrency)]
-    click.echo(
-        f"paysys: API on http://{host or settings.api_host}:{port or settings.api_port}"
-        f" (docs at /docs); Ctrl-C stops everything"
-    )
+    base = f"http://{host or settings.api_host}:{port or settings.api_port}"
+    click.echo(f"paysys: API on {base}, docs at {base}/docs; Ctrl-C stops everything")
+    if embedded is not None:
+        _print_dev_key(embedded.root / "dev-api-key")
     try:
         code = supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]})
     finally:
         if not settings.metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(code)
+
+
+def _print_dev_key(path: Path) -> None:
+    """On the first start in a folder, a key for a tenant "dev" (kept in .paysys/)."""
+    if path.exists():
+        click.echo(f"development API key: in {path}")
+        return
+    from shared import apikeys
+    from shared.db import transaction
+
+    with transaction() as cur:
+        created = apikeys.create_key(cur, "dev")
+    path.write_text(created.key + "\n")
+    path.chmod(0o600)
+    click.echo(f"development API key (tenant dev; also in {path}):\n{created.key}")
 
 
 @main.command("replenish-batch")
@@ -186,6 +259,7 @@ def api_keys_create(name: str) -> None:
     from shared import apikeys
     from shared.db import transaction
 
+    _servers()
     if not 1 <= len(name) <= 200:
         raise click.BadParameter("NAME must be 1-200 characters", param_hint="NAME")
     with transaction() as cur:
@@ -202,6 +276,7 @@ def api_keys_list(name: str | None) -> None:
     from shared import apikeys
     from shared.db import transaction
 
+    _servers()
     with transaction() as cur:
         keys = apikeys.list_keys(cur, name)
     click.echo(f"{'key id':36}  {'prefix':10}  {'tenant':20}  {'created':25}  revoked")
@@ -219,6 +294,7 @@ def api_keys_revoke(key_id: str) -> None:
     from shared import apikeys
     from shared.db import transaction
 
+    _servers()
     with transaction() as cur:
         matches = apikeys.revoke_key(cur, key_id)
     if len(matches) != 1:
@@ -241,6 +317,7 @@ def audit() -> None:
     from shared import audit as audit_module
     from shared.db import transaction
 
+    _servers()
     with transaction() as cur:
         findings = audit_module.run(cur)
     click.echo(audit_module.report(findings))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PAYSYS_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="PAYSYS_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,  # `PAYSYS_X=` (as in .env.example) means the default
     )
 
     database_url: str | None = Field(
@@ -61,6 +66,7 @@ class Settings(BaseSettings):
     api_key: str | None = None
 
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     # Metrics: a directory shared by the processes of one host (`paysys run` makes one),
     # so that the API's /metrics adds up every process's counters; and the port on which

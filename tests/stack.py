@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +21,18 @@ import redis
 
 ADMIN_URL = os.environ.get("PAYSYS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PAYSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+# Resolved once, here: between fork and exec (where `die_with_parent` runs, possibly while
+# other threads of this process hold locks) nothing should load or import anything.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: be sent SIGTERM when the process that started it dies
+    (killed, say), rather than live on as an orphan (Linux)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -108,6 +121,7 @@ class Service:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: signals reach its children
+            preexec_fn=die_with_parent,
         )
         log.close()
 

@@ -46,6 +46,8 @@ def pending(
         queue_wallet_id=first,
         seq=index,
         created_at=datetime.now(UTC),
+        tenant_id=uuid.UUID(int=1),
+        request_id=None,
     )
 
 

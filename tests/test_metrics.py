@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import httpx
 
@@ -98,3 +99,52 @@ def test_backlog_gauges_see_pending_work(stack: Stack, api: Api, database_url: s
 def test_metrics_need_no_key_and_are_not_rate_limited(stack: Stack) -> None:
     for _ in range(5):
         assert httpx.get(f"{stack.base_url}/metrics").status_code == 200
+
+
+def test_a_standalone_worker_serves_its_metrics(stack: Stack, api: Api, tmp_path: Any) -> None:
+    """A worker in a container of its own: its pool children's counters on its own port."""
+    from tests.stack import Service, free_port, wait_ready
+
+    port, api_port = free_port(), free_port()
+    env = {k: v for k, v in stack.env.items() if k != "PAYSYS_METRICS_DIR"}
+    env.update(
+        {
+            "PAYSYS_REDIS_PREFIX": f"{env['PAYSYS_REDIS_PREFIX']}-alone",
+            "PAYSYS_CELERY_QUEUE": f"{env['PAYSYS_CELERY_QUEUE']}-alone",
+            "PAYSYS_WORKER_METRICS_PORT": str(port),
+            "PAYSYS_API_PORT": str(api_port),
+        }
+    )
+    worker = Service("alone-worker", ["worker"], env, tmp_path)
+    front = Service("alone-api", ["api"], env, tmp_path)
+    worker.start()
+    front.start()
+    try:
+        wait_ready(f"http://127.0.0.1:{api_port}")
+        worker.wait_for_log("ready.")
+        client = Api(f"http://127.0.0.1:{api_port}", api.api_key)
+        wallet = client.create_wallet()
+        batch = client.post(
+            "/v1/replenishment-batches",
+            {"items": [{"wallet_id": wallet, "amount": "0.01"}] * 500},
+            key=f"alone-{time.time_ns()}",
+        ).json()
+        while (
+            client.get(f"/v1/replenishment-batches/{batch['id']}", params={"wait": 10}).json()[
+                "status"
+            ]
+            != "completed"
+        ):
+            pass
+        client.close()
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        completed = sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("paysys_operations_completed_total")
+        )
+        assert completed > 0
+        assert "paysys_drain_seconds_bucket" in text
+    finally:
+        front.stop()
+        worker.stop()

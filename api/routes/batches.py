@@ -22,7 +22,7 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, long_poll
+from api.routes.common import accepted_response, log, long_poll
 from api.schemas import Batch, BatchCreate, BatchValidation, OperationPage
 from shared import metrics
 from shared.errors import FieldError, NotFound, ValidationFailed
@@ -73,6 +73,16 @@ async def create_batch(
         res.doorbell.ring()
         metrics.operations_accepted.labels("replenishment").inc(len(items))
     document = serialize.batch(accepted.resource)
+    if not accepted.replayed:
+        log.info(
+            "batch accepted",
+            extra={
+                "batch_id": document["id"],
+                "items": len(items),
+                "request_id": req_id,
+                "tenant_id": str(tenant),
+            },
+        )
     return accepted_response(accepted, document, f"/v1/replenishment-batches/{document['id']}")
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 from starlette.responses import Response
 
@@ -16,10 +18,25 @@ from shared.intake.repository import Record
 from shared.intake.service import Accepted
 from shared.money import SUPPORTED_CURRENCIES
 
+log = logging.getLogger("paysys.api")
+
 
 def check_currency(currency: str) -> None:
     if currency not in SUPPORTED_CURRENCIES:
         raise UnsupportedCurrency('Only "USD" is supported')
+
+
+def log_accepted(document: dict[str, Any], request_id: str | None, tenant: UUID) -> None:
+    """One line per accepted operation: what the worker's line about it will match."""
+    log.info(
+        "operation accepted",
+        extra={
+            "operation_id": document["id"],
+            "type": document["type"],
+            "request_id": request_id,
+            "tenant_id": str(tenant),
+        },
+    )
 
 
 def accepted_response(accepted: Accepted, document: dict[str, Any], location: str) -> Response:

@@ -20,7 +20,7 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, check_currency, long_poll
+from api.routes.common import accepted_response, check_currency, log_accepted, long_poll
 from api.schemas import Operation, TransferCreate
 from shared import metrics
 from shared.errors import NotFound
@@ -64,6 +64,8 @@ async def create_transfer(
         res.doorbell.ring()
         metrics.operations_accepted.labels("transfer").inc()
     document = serialize.operation(accepted.resource)
+    if not accepted.replayed:
+        log_accepted(document, req_id, tenant)
     return accepted_response(accepted, document, f"/v1/operations/{document['id']}")
 
 

@@ -21,7 +21,7 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, check_currency
+from api.routes.common import accepted_response, check_currency, log_accepted
 from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
 from shared import metrics
 from shared.errors import NotFound
@@ -107,4 +107,6 @@ async def create_replenishment(
         res.doorbell.ring()
         metrics.operations_accepted.labels("replenishment").inc()
     document = serialize.operation(accepted.resource)
+    if not accepted.replayed:
+        log_accepted(document, req_id, tenant)
     return accepted_response(accepted, document, f"/v1/operations/{document['id']}")

@@ -25,6 +25,8 @@ class PendingOperation:
     queue_wallet_id: uuid.UUID
     seq: int
     created_at: datetime
+    tenant_id: uuid.UUID
+    request_id: str | None
 
 
 @dataclass(slots=True)
@@ -129,7 +131,7 @@ def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
 # the claim, so this snapshot sees every commit of the wallet's previous claimant.
 PENDING_OPERATIONS = """
 SELECT o.id, o.type, o.amount, o.wallet_id, o.from_wallet_id, o.to_wallet_id, o.batch_id,
-       o.queue_wallet_id, o.seq, o.created_at
+       o.queue_wallet_id, o.seq, o.created_at, o.tenant_id, o.request_id
 FROM unnest(%(wallets)s::uuid[], %(taken)s::int[]) AS claimed (wallet_id, taken)
 CROSS JOIN LATERAL (
     SELECT * FROM operation

@@ -54,8 +54,8 @@ class DrainResult:
     succeeded: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
     batch_ids: set[uuid.UUID] = field(default_factory=set)
-    # (type, status, accepted at) of each operation applied, for metrics.
-    outcomes: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # Each operation applied, and its outcome, for metrics and logs.
+    outcomes: list[tuple[PendingOperation, str, str | None]] = field(default_factory=list)
 
     @property
     def applied(self) -> int:
@@ -173,10 +173,9 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
             f"expected to complete {len(book.outcomes)} operations, completed {completed}"
         )
     by_id = {op.id: op for op in operations}
-    for operation_id, status, *_ in book.outcomes:
+    for operation_id, status, error_code, _ in book.outcomes:
         (result.succeeded if status == "succeeded" else result.failed).append(operation_id)
-        operation = by_id[operation_id]
-        result.outcomes.append((operation.type, status, operation.created_at))
+        result.outcomes.append((by_id[operation_id], status, error_code))
     result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
     return result
 
@@ -185,9 +184,9 @@ def _record(result: DrainResult, seconds: float) -> None:
     metrics.drain_seconds.observe(seconds)
     metrics.drain_operations.observe(result.applied)
     now = datetime.now(UTC)
-    for kind, status, accepted_at in result.outcomes:
-        metrics.operations_completed.labels(kind, status).inc()
-        metrics.accept_to_final.observe((now - accepted_at).total_seconds())
+    for operation, status, _ in result.outcomes:
+        metrics.operations_completed.labels(operation.type, status).inc()
+        metrics.accept_to_final.observe((now - operation.created_at).total_seconds())
 
 
 def drain_round(
@@ -206,6 +205,19 @@ def drain_round(
             len(result.failed),
             result.claimed_wallets,
         )
+        for operation, status, error_code in result.outcomes:
+            log.info(
+                "operation %s",
+                status,
+                extra={
+                    "operation_id": str(operation.id),
+                    "type": operation.type,
+                    "status": status,
+                    "error_code": error_code,
+                    "request_id": operation.request_id,
+                    "tenant_id": str(operation.tenant_id),
+                },
+            )
         on_commit(result)
     return result
 

@@ -1,0 +1,183 @@
+"""`paysys run` with nothing configured: embedded PostgreSQL and Redis under ./.paysys/,
+a transfer through the API, a clean stop with no process left, and the data still there
+after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import Api
+from tests.procs import alive, descendants, parents
+from tests.stack import free_port, wait_ready
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of someone who configured nothing."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PAYSYS_")
+    }
+
+
+def processes_of(folder: Path) -> list[int]:
+    """Every live process whose command line names the folder (embedded servers)."""
+    found = []
+    for pid in parents():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(folder).encode() in cmdline and alive(pid):
+            found.append(pid)
+    return found
+
+
+class Run:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.output = folder / f"run-{self.port}.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "paysys", "run", "--port", str(self.port)],
+                cwd=self.folder,
+                env=clean_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_ready(self.url, timeout=120)
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        assert self.proc is not None
+        children = descendants(self.proc.pid)
+        self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (
+            any(alive(pid) for pid in children) or processes_of(self.folder)
+        ):
+            time.sleep(0.2)
+        assert not [pid for pid in children if alive(pid)], "children left behind"
+        assert processes_of(self.folder) == [], "embedded servers left behind"
+        return code
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for pid in processes_of(tmp_path):  # whatever a failed test left running
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_run_with_nothing_configured(folder: Path) -> None:
+    first = Run(folder)
+    first.start()
+    out = first.output.read_text()
+    assert f"API on {first.url}" in out and f"{first.url}/docs" in out
+    key = (folder / ".paysys" / "dev-api-key").read_text().strip()
+    assert key in out  # printed on the first start
+    assert (folder / ".paysys" / "pgdata" / "PG_VERSION").exists()
+
+    api = Api(first.url, key)
+    source = api.funded_wallet("30.00", "Alice")
+    destination = api.create_wallet("Bob")
+    operation = api.transfer(source, destination, "12.50").json()["id"]
+    assert api.wait(operation)["status"] == "succeeded"
+    api.close()
+
+    # A second `paysys run` in the same folder says so and starts nothing.
+    second = subprocess.run(
+        [sys.executable, "-m", "paysys", "run", "--port", str(free_port())],
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert "already running" in second.stderr
+    # Other commands in the folder use the running servers.
+    keys = subprocess.run(
+        [sys.executable, "-m", "paysys", "api-keys", "list", "dev"],
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert key[:10] in keys.stdout
+
+    assert first.stop(signal.SIGINT) == 0
+
+    # Restarted, with the data still there; the key is not printed again.
+    again = Run(folder)
+    again.start()
+    assert key not in again.output.read_text()
+    api = Api(again.url, key)
+    assert api.balance(source) == Decimal("17.50")
+    assert api.balance(destination) == Decimal("12.50")
+    assert api.operation(operation)["status"] == "succeeded"
+    api.close()
+    assert again.stop(signal.SIGTERM) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{again.url}/healthz", timeout=2)
+
+
+def test_commands_start_embedded_servers_for_their_own_duration(folder: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "paysys", "api-keys", "create", "me"],
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("sk_")
+    audit = subprocess.run(
+        [sys.executable, "-m", "paysys", "audit"],
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    time.sleep(0.5)
+    assert processes_of(folder) == []
+
+
+def test_half_configured_is_refused(folder: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "paysys", "audit"],
+        cwd=folder,
+        env={**clean_env(), "DATABASE_URL": "postgresql://127.0.0.1/x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "both DATABASE_URL and REDIS_URL" in result.stderr

@@ -17,7 +17,11 @@ import orjson
 from shared.settings import get_settings
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+# (uvicorn adds `color_message`: the message again, with terminal colour codes.)
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -181,3 +181,74 @@ def test_half_configured_is_refused(folder: Path) -> None:
     )
     assert result.returncode == 2
     assert "both DATABASE_URL and REDIS_URL" in result.stderr
+
+
+def test_run_as_an_unprivileged_user(tmp_path: Path) -> None:
+    """PostgreSQL refuses to run as root, so as root pgserver runs it as a system user of
+    its own; as anyone else it runs as that user. Run as root here (as in CI), this test
+    installs paysys for `nobody` with the system's Python and runs the quickstart as
+    `nobody`; run as anyone else, it runs it as that user."""
+    as_root = os.geteuid() == 0
+    home = tmp_path / "home"
+    folder = home / "quickstart"
+    folder.mkdir(parents=True)
+    python = sys.executable
+    prefix: list[str] = []
+    if as_root:
+        import shutil
+
+        source = home / "src"
+        root = Path(__file__).parent.parent
+        shutil.copytree(
+            root,
+            source,
+            ignore=shutil.ignore_patterns(
+                ".venv", ".git", ".paysys", "*.egg-info", "__pycache__", "build", "bench"
+            ),
+        )
+        subprocess.run(["chown", "-R", "nobody", str(tmp_path)], check=True)
+        tmp_path.chmod(0o755)
+        for parent in tmp_path.parents:  # let nobody reach its folder
+            parent.chmod(parent.stat().st_mode | 0o005)
+        prefix = ["runuser", "-u", "nobody", "--", "env", f"HOME={home}"]
+        venv = home / "venv"
+        subprocess.run([*prefix, "/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [*prefix, str(venv / "bin" / "pip"), "install", "-q", str(source)],
+            check=True,
+            timeout=900,
+        )
+        python = str(venv / "bin" / "python")
+    port = free_port()
+    with (tmp_path / "run.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [*prefix, python, "-m", "paysys", "run", "--port", str(port)],
+            cwd=folder,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        key = (folder / ".paysys" / "dev-api-key").read_text().strip()
+        api = Api(f"http://127.0.0.1:{port}", key)
+        wallet = api.funded_wallet("9.99")
+        assert api.balance(wallet) == Decimal("9.99")
+        api.close()
+        owner = (folder / ".paysys" / "pgdata").stat().st_uid
+        assert owner != 0  # PostgreSQL's data is never root's
+        children = descendants(proc.pid)
+        # Ctrl-C to `paysys run` itself (under runuser, proc is runuser).
+        os.kill(int((folder / ".paysys" / "run.lock").read_text()), signal.SIGINT)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (
+            processes_of(folder) or any(alive(pid) for pid in children)
+        ):
+            time.sleep(0.2)
+        assert processes_of(folder) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_of(folder):
+            os.kill(pid, signal.SIGKILL)

@@ -9,7 +9,6 @@ from uuid import UUID
 from fastapi import Depends, Header, Query, Request
 
 from api.resources import Resources
-from shared.errors import IdempotencyKeyRequired
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 
@@ -22,6 +21,18 @@ IdempotencyKeyHeader = Annotated[
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description="1-255 printable ASCII characters, unique per request, scoped to "
         "the tenant. Required on money-moving requests.",
+    ),
+]
+# On money-moving requests: its absence is answered 400 idempotency_key_required (see
+# api.errors), not the generic 422.
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="1-255 printable ASCII characters, unique per request, scoped to the tenant.",
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (1-200)")]
@@ -63,14 +74,6 @@ async def tenant_id(request: Request) -> UUID:
 
 async def request_id(request: Request) -> str | None:
     return cast(str | None, getattr(request.state, "request_id", None))
-
-
-def required_key(key: str | None) -> str:
-    if key is None:
-        raise IdempotencyKeyRequired(
-            "Money-moving requests need an Idempotency-Key header (1-255 printable ASCII)"
-        )
-    return key
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

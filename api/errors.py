@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.responses import error_response, problem
-from shared.errors import FieldError, PaysysError, ServiceUnavailable, ValidationFailed
+from shared.errors import (
+    FieldError,
+    IdempotencyKeyRequired,
+    PaysysError,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 log = logging.getLogger("paysys.api")
 
@@ -77,7 +83,17 @@ async def _paysys_error(_: Request, exc: Exception) -> Response:
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(ValidationFailed(field_errors(list(exc.errors()))))
+    errors = list(exc.errors())
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == MISSING_KEY for e in errors):
+        return error_response(
+            IdempotencyKeyRequired(
+                "Money-moving requests need an Idempotency-Key header (1-255 printable ASCII)"
+            )
+        )
+    return error_response(ValidationFailed(field_errors(errors)))
+
+
+MISSING_KEY = ("header", "Idempotency-Key")
 
 
 _HTTP_CODES = {
@@ -96,7 +112,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         # Starlette names only the methods of the first route that matched the path; a
         # path served by several routes (GET and POST /v1/accounts) allows them all.
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        allowed = _allowed_methods(request)
+        if allowed:  # (routes outside the schema, /docs say, keep Starlette's answer)
+            headers["Allow"] = ", ".join(allowed)
     return problem(exc.status_code, code, title, detail, headers=headers)
 
 

@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (no per-request task): request ids, body size, API keys and rate
-limits, in that order.
+"""Pure ASGI middleware (no per-request task): metrics and the access log, request ids,
+body size, API keys and rate limits, in that order.
 
 Authentication runs before routing, so an unauthenticated client learns nothing about
 `/v1` (not even which routes exist) and every `/v1` route is covered without having to
@@ -189,7 +189,7 @@ class AuthMiddleware:
                 log.warning("database unavailable during authentication: %r", exc)
                 await _send_error(ServiceUnavailable(), scope, receive, send)
                 return
-            if row is None or not apikeys.digests_match(row["key_hash"], digest):
+            if row is None:
                 await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
                 return
             resources.keys.put(digest, row)

@@ -112,6 +112,9 @@ class KeyCache:
 
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[float, Any]] = {}
+        # Keys dropped as revoked: a lookup that started before the revocation committed
+        # must not put the key back.
+        self._revoked: dict[bytes, float] = {}
 
     def get(self, digest: bytes) -> Any | None:
         entry = self._entries.get(digest)
@@ -120,12 +123,18 @@ class KeyCache:
         return entry[1]
 
     def put(self, digest: bytes, row: Any) -> None:
+        now = time.monotonic()
+        if self._revoked.get(digest, 0.0) > now:
+            return
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
-        self._entries[digest] = (time.monotonic() + self.TTL, row)
+        self._entries[digest] = (now + self.TTL, row)
 
     def drop(self, digest: bytes) -> None:
         self._entries.pop(digest, None)
+        now = time.monotonic()
+        self._revoked = {d: t for d, t in self._revoked.items() if t > now}
+        self._revoked[digest] = now + 60 * self.TTL
 
 
 class CompletionHub:
@@ -214,7 +223,6 @@ class Resources:
     settings: Settings
     pool: Pool
     redis: aioredis.Redis
-    celery: Celery
     doorbell: Doorbell
     hub: CompletionHub
     limiter: RateLimiter | None

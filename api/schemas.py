@@ -10,7 +10,13 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from shared.money import AMOUNT_PATTERN, MAX_AMOUNT_TEXT, AmountError, parse_amount
+from shared.money import (
+    AMOUNT_PATTERN,
+    MAX_AMOUNT_CENTS,
+    MAX_AMOUNT_TEXT,
+    AmountError,
+    parse_amount,
+)
 
 
 def _amount(value: object) -> int:
@@ -61,7 +67,7 @@ Amount = Annotated[
                 {
                     "type": "number",
                     "exclusiveMinimum": 0,
-                    "maximum": int(float(MAX_AMOUNT_TEXT)),
+                    "maximum": MAX_AMOUNT_CENTS // 100,
                     "multipleOf": 0.01,
                 },
             ],
@@ -73,7 +79,14 @@ Amount = Annotated[
 Currency = Annotated[
     str,
     BeforeValidator(_currency),
-    WithJsonSchema({"type": "string", "enum": ["USD"], "default": "USD"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": ["USD"],
+            "default": "USD",
+            "description": "USD, the only currency (any letter case is accepted)",
+        }
+    ),
 ]
 # Text PostgreSQL can store: no NUL. (`_storable` also refuses lone surrogates, which no
 # valid Unicode string, and so nothing a schema describes, contains.)

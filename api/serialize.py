@@ -22,7 +22,7 @@ def _id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def wallet(row: Record) -> dict[str, Any]:
+def wallet(row: Record | dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -33,17 +33,12 @@ def wallet(row: Record) -> dict[str, Any]:
 
 
 def account(row: Record) -> dict[str, Any]:
+    """An account row, joined with its wallet's columns (`wallet_id` for the wallet's id)."""
     return {
         "id": str(row["id"]),
         "name": row["name"],
         "created_at": timestamp(row["created_at"]),
-        "wallet": {
-            "id": str(row["wallet_id"]),
-            "account_id": str(row["id"]),
-            "currency": row["currency"],
-            "balance": format_cents(row["balance"]),
-            "updated_at": timestamp(row["updated_at"]),
-        },
+        "wallet": wallet({**row, "id": row["wallet_id"], "account_id": row["id"]}),
     }
 
 

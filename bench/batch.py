@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.common import LocalPaysys, pgbench_tps, write_results
+from shared.money import format_cents
 
 
 async def _make_wallets(client: httpx.AsyncClient, count: int) -> list[str]:
@@ -48,7 +49,7 @@ async def _run(url: str, api_key: str, items: int, wallets: int, batch: int) -> 
             [
                 {
                     "wallet_id": rng.choice(wallet_ids),
-                    "amount": f"{rng.randint(1, 10000) / 100:.2f}",
+                    "amount": format_cents(rng.randint(1, 10000)),
                 }
                 for _ in range(min(batch, items - start))
             ]

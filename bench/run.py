@@ -48,6 +48,7 @@ from bench.common import (
     server_url,
     write_results,
 )
+from shared.money import format_cents
 
 WALLETS = 10_000
 CLIENTS = 48
@@ -260,7 +261,7 @@ Request = tuple[str, str, Any]  # method, path, body
 
 def workload(kind: str, wallets: list[str], rng: random.Random) -> Request:
     hot = wallets[0]
-    amount = f"{rng.randint(1, 100) / 100:.2f}"
+    amount = format_cents(rng.randint(1, 100))
     if kind == "uniform":
         source, destination = rng.sample(wallets, 2)
     elif kind == "hot_source":

@@ -19,20 +19,20 @@ from shared.settings import get_settings
 if TYPE_CHECKING:
     from paysys.embedded import Embedded
 
-KEY_CACHE_SECONDS = 5.0  # api.resources.KeyCache.TTL
-
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _servers(*, owner: bool = False) -> Embedded | None:
+def _servers(*, owner: bool = False, shared: bool = False, migrate: bool = True) -> Embedded | None:
     """Point this process, and the processes it starts, at PostgreSQL and Redis.
 
     With DATABASE_URL and REDIS_URL set, those. With both unset, the embedded servers
     under ./.paysys/: those of the `paysys run` running in this folder, or (for `paysys
     run` itself, `owner`, or when none runs) ones started now and stopped with the
-    command. Returns the embedded servers this command started, if any.
+    command. `shared`: a long-running service (api, worker, sweeper), which must share
+    its servers with the others, so only `paysys run`'s will do. Returns the embedded
+    servers this command started, if any.
     """
     from paysys.embedded import AlreadyRunning, Embedded
     from shared.settings import Settings
@@ -56,11 +56,16 @@ def _servers(*, owner: bool = False) -> Embedded | None:
         if running is not None:
             _point_at(running.database_url, running.redis_url)
             return None
+        if shared:
+            raise click.UsageError(
+                "with DATABASE_URL and REDIS_URL unset, run the services with `paysys run` "
+                "(which starts embedded servers they can share), or set both variables"
+            )
     click.echo("starting embedded PostgreSQL and Redis under ./.paysys/ ...", err=True)
     addresses = embedded.start(publish=owner)
     click.get_current_context().call_on_close(embedded.stop)
     _point_at(addresses.database_url, addresses.redis_url)
-    if not owner:
+    if not owner and migrate:
         from shared.migrate import upgrade
 
         upgrade(get_settings().sqlalchemy_url)
@@ -84,7 +89,7 @@ def migrate() -> None:
     logs.configure("migrate")
     from shared.migrate import upgrade
 
-    _servers()
+    _servers(migrate=False)
     upgrade(get_settings().sqlalchemy_url)
     click.echo("database is at the latest schema")
 
@@ -101,7 +106,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     # Uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler in
     # place: make that previous handler a clean exit, so a graceful stop exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    _servers()
+    _servers(shared=True)
     settings = get_settings()
     settings.require_database_url()
     settings.require_redis_url()
@@ -130,7 +135,7 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
     """Run a Celery worker that applies operations (restarted if it ever dies)."""
     logs.configure("worker")
     if not no_restart:
-        _servers()
+        _servers(shared=True)
     settings = get_settings()
     concurrency = concurrency or settings.worker_concurrency
     if not no_restart:
@@ -162,7 +167,7 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
 def sweeper() -> None:
     """Re-dispatch operations left pending; expire old idempotency keys."""
     logs.configure("sweeper")
-    _servers()
+    _servers(shared=True)
     from worker import sweeper as sweeper_module
 
     sweeper_module.run()
@@ -301,11 +306,13 @@ def api_keys_revoke(key_id: str) -> None:
         raise click.ClickException(
             f"no active key {key_id!r}" if not matches else f"{key_id!r} matches several keys"
         )
+    from api.resources import KeyCache
+
     revoked, digest = matches[0]
     if not apikeys.announce_revocation(digest):
         click.echo(
             f"Redis is unreachable: API processes may accept the key for up to "
-            f"{KEY_CACHE_SECONDS:.0f} more seconds",
+            f"{KeyCache.TTL:.0f} more seconds",
             err=True,
         )
     click.echo(f"revoked {revoked}")

@@ -4,8 +4,9 @@ The file is streamed, never held whole, and read three times:
 
 1. every row is checked locally (and the file's SHA-256 taken); any bad row is reported
    with its line number and the reason, and nothing is submitted;
-2. each chunk is checked by the API without being accepted (`.../validate`), which
-   catches wallets the tenant does not have, again before anything is submitted;
+2. each chunk is checked by the API without being accepted
+   (`POST /v1/replenishment-batch-validations`), which catches wallets the tenant does not
+   have, again before anything is submitted;
 3. the chunks are submitted as replenishment batches. Each chunk's Idempotency-Key is
    derived from the file's digest and the chunk's position, so running the command again
    after a crash or Ctrl-C replays what was already accepted instead of replenishing twice.

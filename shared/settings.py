@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     # then the newcomer is told 409 idempotency_key_in_use.
     idempotency_lock_timeout: float = Field(default=5.0, gt=0)
     idempotency_retention_hours: int = Field(default=24, ge=24)
-    # Worker sessions: a drain waiting longer than this for a row lock gives up (and is
-    # retried); a statement running longer than that is cancelled.
+    # Worker sessions: a drain waiting longer than this for a row lock gives up (it rolls
+    # back, and the sweeper wakes another); a statement running longer than that is
+    # cancelled.
     db_lock_timeout: float = Field(default=10.0, gt=0)
     db_worker_statement_timeout: float = Field(default=60.0, gt=0)
 

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import psycopg2
 
+from shared.ledger.repository import CLAIM_LOCK_SEED
+
 FINAL = {"succeeded", "failed"}
 
 
@@ -109,13 +111,17 @@ class Api:
 
     def postings(self, wallet_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """Every posting of the wallet, newest first, walking all pages."""
+        return self.pages(f"/v1/wallets/{wallet_id}/postings", limit)
+
+    def pages(self, path: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Every item of a listing, walking its pages with their cursors."""
         items: list[dict[str, Any]] = []
         cursor = None
         while True:
             params: dict[str, Any] = {"limit": limit}
             if cursor:
                 params["cursor"] = cursor
-            response = self.get(f"/v1/wallets/{wallet_id}/postings", params=params)
+            response = self.get(path, params=params)
             assert response.status_code == 200, response.text
             page = response.json()
             items += page["items"]
@@ -142,7 +148,7 @@ def hold_wallet_queue(
     with conn, conn.cursor() as cur:
         cur.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s::uuid::text, %s))",
-            (wallet, 0x70617973),
+            (wallet, CLAIM_LOCK_SEED),
         )
         held.set()
         release.wait(30)

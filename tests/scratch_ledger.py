@@ -1,5 +1,5 @@
-"""A scratch database holding a small ledger written by the real services, for tests that
-inspect or deliberately break it."""
+"""A scratch database with a small ledger: operations inserted as the intake records them,
+applied by the real ledger service, for tests that inspect or deliberately break it."""
 
 from __future__ import annotations
 

@@ -31,19 +31,7 @@ def wait_batch(api: Api, batch_id: str, timeout: float = 120) -> dict[str, Any]:
 
 
 def batch_operations(api: Api, batch_id: str, limit: int = 200) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": limit}
-        if cursor:
-            params["cursor"] = cursor
-        response = api.get(f"/v1/replenishment-batches/{batch_id}/operations", params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
+    return api.pages(f"/v1/replenishment-batches/{batch_id}/operations", limit)
 
 
 def test_ten_thousand_items_complete_with_exact_counts_and_balances(api: Api, db: Conn) -> None:

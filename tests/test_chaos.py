@@ -28,6 +28,7 @@ import httpx
 import psycopg2
 import pytest
 
+from shared.money import format_cents
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.procs import children
 from tests.stack import Service, free_port, wait_ready
@@ -98,13 +99,13 @@ class Load:
     async def _submit(self, http: httpx.AsyncClient, sub: Submission) -> None:
         if sub.kind == "replenishment":
             path = f"/v1/wallets/{sub.queue_wallet}/replenishments"
-            body: dict[str, Any] = {"amount": f"{sub.amount / 100:.2f}"}
+            body: dict[str, Any] = {"amount": format_cents(sub.amount)}
         else:
             path = "/v1/transfers"
             body = {
                 "from_wallet_id": sub.queue_wallet,
                 "to_wallet_id": sub.destination,
-                "amount": f"{sub.amount / 100:.2f}",
+                "amount": format_cents(sub.amount),
             }
         sub.first_sent = time.monotonic()
         self.submissions.append(sub)
@@ -312,7 +313,7 @@ def _fund(system: System, api_key: str) -> list[str]:
         for wallet in wallets:
             response = http.post(
                 f"/v1/wallets/{wallet}/replenishments",
-                json={"amount": f"{OPENING_CENTS / 100:.2f}"},
+                json={"amount": format_cents(OPENING_CENTS)},
                 headers={"Idempotency-Key": f"fund-{wallet}"},
             )
             assert response.status_code == 202

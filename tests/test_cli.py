@@ -255,7 +255,7 @@ def test_api_keys_list_and_revoke(stack: Stack) -> None:
     assert client.get("/v1/accounts").status_code == 200
     revoked = paysys("api-keys", "revoke", key_id)
     assert revoked.returncode == 0, revoked.stderr
-    response = client.get("/v1/accounts")  # at once: no grace period, no cache
+    response = client.get("/v1/accounts")  # at once: the API dropped it from its cache
     assert response.status_code == 401
     assert response.json()["code"] == "unauthorized"
     client.close()

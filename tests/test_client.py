@@ -70,28 +70,30 @@ def test_batches_validate_create_and_wait(client: Paysys) -> None:
 
 
 class LoseFirstResponse(httpx.HTTPTransport):
-    """Delivers every request to the real server, but loses the first POST's answer: the
-    client sees a network error after the operation was already recorded."""
+    """Delivers every request to the real server, but loses the answer to the first
+    request to `path_part`: the client sees a network error after the server recorded it."""
 
-    def __init__(self) -> None:
+    def __init__(self, path_part: str) -> None:
         super().__init__()
+        self.path_part = path_part
         self.lost = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if request.method == "POST" and self.lost == 0:
+        if self.path_part in request.url.path and self.lost == 0:
             response.read()
             self.lost += 1
             raise httpx.ReadError("connection reset", request=request)
         return response
 
 
-def test_a_lost_response_is_retried_without_moving_money_twice(api: Api) -> None:
-    transport = LoseFirstResponse()
+@pytest.mark.parametrize("lost", ["/replenishments", "/v1/accounts"])
+def test_a_lost_response_is_retried_without_doing_it_twice(api: Api, lost: str) -> None:
+    transport = LoseFirstResponse(lost)
     with Paysys(api.base_url, api.api_key, transport=transport) as client:
-        wallet = client.create_account("Retry").wallet.id  # its first POST's answer lost
+        wallet = client.create_account("Retry").wallet.id
         operation = client.replenish(wallet, "7.00").wait()
-    assert transport.lost == 1
+    assert transport.lost == 1  # one answer was lost, and the client retried
     assert operation.status == "succeeded"
     assert [a["name"] for a in api.get("/v1/accounts").json()["items"]] == ["Retry"]
     assert api.balance(wallet) == Decimal("7.00")

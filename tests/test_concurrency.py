@@ -9,6 +9,7 @@ from decimal import Decimal
 import httpx
 import psycopg2.extensions
 
+from shared.money import format_cents
 from tests.conftest import query
 from tests.helpers import Api, new_key
 
@@ -26,7 +27,7 @@ def test_concurrent_random_transfers_keep_every_invariant(
     plan = []
     for _ in range(TRANSFERS):
         source, destination = rng.sample(wallets, 2)
-        plan.append((source, destination, f"{rng.randint(1, 2500) / 100:.2f}"))
+        plan.append((source, destination, format_cents(rng.randint(1, 2500))))
 
     async def client(jobs: asyncio.Queue[tuple[str, str, str]], accepted: list[str]) -> None:
         async with httpx.AsyncClient(

@@ -77,6 +77,8 @@ def first(stack: Any) -> Ids:
         {"items": [{"wallet_id": wallet, "amount": "1.00"}]},
         key=new_key(),
     ).json()
+    while batch["status"] != "completed":  # applied before the others start poking at it
+        batch = api.get(f"/v1/replenishment-batches/{batch['id']}", params={"wait": 5}).json()
     ids = {
         "account_id": account["id"],
         "wallet_id": wallet,

@@ -57,12 +57,16 @@ def drain(self: object, slot: int | None = None) -> None:
             max_seconds=settings.drain_max_seconds,
             on_commit=_publish_completions,
         )
+        if slot is None:
+            # A sweeper's task: out of time or not, the next sweep sends another if work
+            # is still waiting. Handing over would start a chain per sweep.
+            return
         if more:
             # Out of time with work left: hand over to a fresh task for the same doorbell,
             # which stays rung, rather than hold this pool child.
             _hand_over(settings, slot)
             return
-        if slot is None or not _clear_doorbell(settings, slot):
+        if not _clear_doorbell(settings, slot):
             return
         # Cleared: one more look, for what was committed while the doorbell was rung.
         result = ledger.drain_round(settings.drain_max_ops, _publish_completions)
@@ -79,12 +83,16 @@ def _clear_doorbell(settings: Settings, slot: int) -> bool:
         return False
 
 
-def _hand_over(settings: Settings, slot: int | None) -> None:
+def _hand_over(settings: Settings, slot: int) -> None:
     from worker.app import app
 
-    if slot is not None:
+    key = doorbell_key(settings, slot)
+    try:
+        redis_client().set(key, "1", ex=DOORBELL_TTL)
+        app.send_task(DRAIN_TASK, kwargs={"slot": slot})
+    except Exception as exc:  # leave no doorbell rung without a task: clear it
+        log.warning("could not hand over a drain (the sweeper will): %r", exc)
         try:
-            redis_client().set(doorbell_key(settings, slot), "1", ex=DOORBELL_TTL)
-        except redis.RedisError as exc:
-            log.warning("could not keep a doorbell rung: %r", exc)
-    app.send_task(DRAIN_TASK, kwargs={"slot": slot})
+            redis_client().delete(key)
+        except redis.RedisError:
+            pass

@@ -11,20 +11,18 @@ from starlette.responses import Response
 from api import serialize
 from api.deps import (
     BatchItemCursor,
-    IdempotencyKeyHeader,
     Limit,
     RequestIdDep,
+    RequiredIdempotencyKey,
     ResourcesDep,
     TenantDep,
     Wait,
     problem_responses,
-    required_key,
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, log, long_poll
+from api.routes.common import long_poll, operation_accepted
 from api.schemas import Batch, BatchCreate, BatchValidation, OperationPage
-from shared import metrics
 from shared.errors import FieldError, NotFound, ValidationFailed
 from shared.intake import repository as repo
 from shared.intake import service as intake
@@ -62,28 +60,22 @@ async def create_batch(
     tenant: TenantDep,
     req_id: RequestIdDep,
     body: BatchCreate,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    key = required_key(idempotency_key)
     items = _items(body)
     accepted = await intake.create_batch(
-        res.pool, tenant_id=tenant, idempotency_key=key, items=items, request_id=req_id
+        res.pool, tenant_id=tenant, idempotency_key=idempotency_key, items=items, request_id=req_id
     )
-    if not accepted.replayed:
-        res.doorbell.ring()
-        metrics.operations_accepted.labels("replenishment").inc(len(items))
     document = serialize.batch(accepted.resource)
-    if not accepted.replayed:
-        log.info(
-            "batch accepted",
-            extra={
-                "batch_id": document["id"],
-                "items": len(items),
-                "request_id": req_id,
-                "tenant_id": str(tenant),
-            },
-        )
-    return accepted_response(accepted, document, f"/v1/replenishment-batches/{document['id']}")
+    return operation_accepted(
+        res,
+        accepted,
+        document,
+        f"/v1/replenishment-batches/{document['id']}",
+        operations=len(items),
+        request_id=req_id,
+        tenant=tenant,
+    )
 
 
 @router.post(

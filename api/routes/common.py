@@ -11,8 +11,9 @@ from uuid import UUID
 
 from starlette.responses import Response
 
-from api.resources import CompletionHub
+from api.resources import CompletionHub, Resources
 from api.responses import JSON
+from shared import metrics
 from shared.errors import UnsupportedCurrency
 from shared.intake.repository import Record
 from shared.intake.service import Accepted
@@ -26,17 +27,32 @@ def check_currency(currency: str) -> None:
         raise UnsupportedCurrency('Only "USD" is supported')
 
 
-def log_accepted(document: dict[str, Any], request_id: str | None, tenant: UUID) -> None:
-    """One line per accepted operation: what the worker's line about it will match."""
-    log.info(
-        "operation accepted",
-        extra={
-            "operation_id": document["id"],
-            "type": document["type"],
+def operation_accepted(
+    res: Resources,
+    accepted: Accepted,
+    document: dict[str, Any],
+    location: str,
+    *,
+    operations: int,
+    request_id: str | None,
+    tenant: UUID,
+) -> Response:
+    """What every accepting route does once its statement committed: wake a worker, count
+    and log what is new (a replay is neither), and answer."""
+    if not accepted.replayed:
+        res.doorbell.ring()
+        batch = "total" in document
+        kind = "replenishment" if batch else document["type"]
+        metrics.operations_accepted.labels(kind).inc(operations)
+        extra = {
+            "type": kind,
+            "operations": operations,
             "request_id": request_id,
             "tenant_id": str(tenant),
-        },
-    )
+            "batch_id" if batch else "operation_id": document["id"],
+        }
+        log.info("batch accepted" if batch else "operation accepted", extra=extra)
+    return accepted_response(accepted, document, location)
 
 
 def accepted_response(accepted: Accepted, document: dict[str, Any], location: str) -> Response:

@@ -10,19 +10,17 @@ from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
-    IdempotencyKeyHeader,
     RequestIdDep,
+    RequiredIdempotencyKey,
     ResourcesDep,
     TenantDep,
     Wait,
     problem_responses,
-    required_key,
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, check_currency, log_accepted, long_poll
+from api.routes.common import check_currency, long_poll, operation_accepted
 from api.schemas import Operation, TransferCreate
-from shared import metrics
 from shared.errors import NotFound
 from shared.intake import repository as repo
 from shared.intake import service as intake
@@ -45,14 +43,13 @@ async def create_transfer(
     tenant: TenantDep,
     req_id: RequestIdDep,
     body: TransferCreate,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    key = required_key(idempotency_key)
     check_currency(body.currency)
     accepted = await intake.create_transfer(
         res.pool,
         tenant_id=tenant,
-        idempotency_key=key,
+        idempotency_key=idempotency_key,
         from_wallet_id=body.from_wallet_id,
         to_wallet_id=body.to_wallet_id,
         amount=body.amount,
@@ -60,13 +57,16 @@ async def create_transfer(
         reference=body.reference,
         request_id=req_id,
     )
-    if not accepted.replayed:
-        res.doorbell.ring()
-        metrics.operations_accepted.labels("transfer").inc()
     document = serialize.operation(accepted.resource)
-    if not accepted.replayed:
-        log_accepted(document, req_id, tenant)
-    return accepted_response(accepted, document, f"/v1/operations/{document['id']}")
+    return operation_accepted(
+        res,
+        accepted,
+        document,
+        f"/v1/operations/{document['id']}",
+        operations=1,
+        request_id=req_id,
+        tenant=tenant,
+    )
 
 
 @router.get(

@@ -10,20 +10,18 @@ from starlette.responses import Response
 
 from api import serialize
 from api.deps import (
-    IdempotencyKeyHeader,
     Limit,
     PostingCursor,
     RequestIdDep,
+    RequiredIdempotencyKey,
     ResourcesDep,
     TenantDep,
     problem_responses,
-    required_key,
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import accepted_response, check_currency, log_accepted
+from api.routes.common import check_currency, operation_accepted
 from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
-from shared import metrics
 from shared.errors import NotFound
 from shared.intake import repository as repo
 from shared.intake import service as intake
@@ -89,24 +87,26 @@ async def create_replenishment(
     req_id: RequestIdDep,
     wallet_id: WalletId,
     body: ReplenishmentCreate,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    key = required_key(idempotency_key)
     check_currency(body.currency)
     accepted = await intake.create_replenishment(
         res.pool,
         tenant_id=tenant,
-        idempotency_key=key,
+        idempotency_key=idempotency_key,
         wallet_id=wallet_id,
         amount=body.amount,
         currency=body.currency,
         reference=body.reference,
         request_id=req_id,
     )
-    if not accepted.replayed:
-        res.doorbell.ring()
-        metrics.operations_accepted.labels("replenishment").inc()
     document = serialize.operation(accepted.resource)
-    if not accepted.replayed:
-        log_accepted(document, req_id, tenant)
-    return accepted_response(accepted, document, f"/v1/operations/{document['id']}")
+    return operation_accepted(
+        res,
+        accepted,
+        document,
+        f"/v1/operations/{document['id']}",
+        operations=1,
+        request_id=req_id,
+        tenant=tenant,
+    )

@@ -124,7 +124,6 @@ CREATE UNIQUE INDEX uq_wallet_account_id_user ON wallet (account_id) WHERE kind 
 
 CREATE TABLE replenishment_batch (
     id         uuid        NOT NULL,
-    seq        bigint      GENERATED ALWAYS AS IDENTITY,
     tenant_id  uuid        NOT NULL,
     total      integer     NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),

@@ -17,14 +17,14 @@ ACCOUNT_COLUMNS = """
 
 # An operation as the API shows it: its ledger transaction (if it succeeded) joined in.
 OPERATION_COLUMNS = """
-    o.id, o.seq, o.type, o.status, o.amount, o.currency, o.wallet_id, o.from_wallet_id,
+    o.id, o.type, o.status, o.amount, o.currency, o.wallet_id, o.from_wallet_id,
     o.to_wallet_id, o.reference, o.batch_id, t.id AS transaction_id, o.error_code,
     o.error_message, o.created_at, o.completed_at
 """
 OPERATION_FROM = "operation o LEFT JOIN transaction t ON t.operation_id = o.id"
 # What an insert returns: a new operation is pending and has no transaction yet.
 NEW_OPERATION_COLUMNS = """
-    id, seq, type, status, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
+    id, type, status, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
     reference, batch_id, NULL::uuid AS transaction_id, error_code, error_message, created_at,
     completed_at
 """
@@ -303,17 +303,6 @@ async def create_transfer(
     )
 
 
-COUNT_TENANT_WALLETS = """
-SELECT count(*) FROM wallet WHERE id = ANY($1::uuid[]) AND tenant_id = $2
-"""
-
-
-async def count_tenant_wallets(
-    conn: Connection, wallet_ids: list[uuid.UUID], tenant_id: uuid.UUID
-) -> int:
-    return int(await conn.fetchval(COUNT_TENANT_WALLETS, wallet_ids, tenant_id))
-
-
 GET_OPERATION = f"""
 SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM} WHERE o.id = $1 AND o.tenant_id = $2
 """
@@ -328,7 +317,7 @@ async def get_operation(
 # --- Replenishment batches ------------------------------------------------------------
 
 BATCH_COLUMNS = """
-    b.id, b.seq, b.total, b.created_at,
+    b.id, b.total, b.created_at,
     count(*) FILTER (WHERE o.status = 'pending') AS pending,
     count(*) FILTER (WHERE o.status = 'succeeded') AS succeeded,
     count(*) FILTER (WHERE o.status = 'failed') AS failed,

@@ -314,27 +314,21 @@ async def create_batch(
     """A batch and one replenishment per item, each at the next position of its wallet's
     queue, in one transaction; or nothing at all."""
     digest = _batch_hash(items)
-    batch_id = uuid7()
     async with pool.acquire() as conn:
-        try:
+
+        async def insert() -> Record | None:
+            batch_id = uuid7()
             async with conn.transaction():
-                try:
-                    inserted = await repo.insert_idempotency_key(
-                        conn,
-                        tenant_id=tenant_id,
-                        key=idempotency_key,
-                        request_hash=digest,
-                        resource_type="replenishment_batch",
-                        resource_id=batch_id,
-                        status_code=202,
-                    )
-                except asyncpg.LockNotAvailableError as exc:
-                    raise IdempotencyKeyInUse(
-                        "A request with this Idempotency-Key is still being processed; "
-                        "retry shortly"
-                    ) from exc
-                if not inserted:
-                    raise _KeyTaken
+                if not await repo.insert_idempotency_key(
+                    conn,
+                    tenant_id=tenant_id,
+                    key=idempotency_key,
+                    request_hash=digest,
+                    resource_type="replenishment_batch",
+                    resource_id=batch_id,
+                    status_code=202,
+                ):
+                    return None  # taken: nothing else was written
                 await check_batch_wallets(conn, tenant_id, items)
                 await repo.insert_batch(conn, batch_id, tenant_id, len(items))
                 counts: dict[uuid.UUID, int] = {}
@@ -359,17 +353,17 @@ async def create_batch(
                         )
                     )
                 await repo.copy_batch_operations(conn, rows)
-        except _KeyTaken:
-            pass
-        else:
-            batch = await repo.get_batch(conn, batch_id, tenant_id)
-            assert batch is not None
-            return Accepted(batch, 202, replayed=False)
-        replay = await _replay(conn, tenant_id, idempotency_key, digest)
-        if replay is None:  # the key expired just now: it is free again
-            raise ServiceUnavailable("The request could not be recorded; retry with the same key")
-        return replay
+            return await repo.get_batch(conn, batch_id, tenant_id)
 
+        async def why_not() -> PaysysError | None:
+            return None  # bad wallets were already refused inside the insert
 
-class _KeyTaken(Exception):
-    """The batch's key is already used: roll back, then replay or refuse."""
+        return await _accept(
+            conn,
+            tenant_id=tenant_id,
+            key=idempotency_key,
+            digest=digest,
+            status_code=202,
+            insert=insert,
+            why_not=why_not,
+        )

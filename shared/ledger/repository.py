@@ -76,11 +76,12 @@ MAX_WALLETS_PER_DRAIN = 500
 CLAIM_BEYOND_HEAD = """
 WITH RECURSIVE walk (wallet_id, steps) AS (
     (SELECT queue_wallet_id, 1 FROM operation
-     WHERE status = 'pending' AND queue_wallet_id >= %(start)s
+     WHERE status = 'pending' AND queue_wallet_id >= %(start)s AND queue_wallet_id < %(stop)s
      ORDER BY queue_wallet_id LIMIT 1)
     UNION ALL
     SELECT (SELECT o.queue_wallet_id FROM operation o
             WHERE o.status = 'pending' AND o.queue_wallet_id > walk.wallet_id
+              AND o.queue_wallet_id < %(stop)s
             ORDER BY o.queue_wallet_id LIMIT 1),
            walk.steps + 1
     FROM walk
@@ -110,17 +111,19 @@ def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
     if claimed or not rows:  # claimed something, or nothing is pending at all
         return claimed
     wallets: list[uuid.UUID] = []
-    for start in (uuid.uuid4(), uuid.UUID(int=0)):  # from a random point, then wrap around
+    middle = uuid.uuid4()  # from a random point to the end, then wrap around to it
+    for start, stop in ((middle, uuid.UUID(int=2**128 - 1)), (uuid.UUID(int=0), middle)):
         cur.execute(
             CLAIM_BEYOND_HEAD,
             {
                 "start": start,
+                "stop": stop,
                 "seed": CLAIM_LOCK_SEED,
                 "max_steps": BEYOND_HEAD_STEPS,
                 "max_wallets": MAX_WALLETS_PER_DRAIN - len(wallets),
             },
         )
-        wallets += [row[0] for row in cur.fetchall() if row[0] not in wallets]
+        wallets += [row[0] for row in cur.fetchall()]
         if len(wallets) >= MAX_WALLETS_PER_DRAIN:
             break
     share = max(1, budget // max(1, len(wallets)))

@@ -227,19 +227,18 @@ def drain(
     max_ops: int,
     max_seconds: float,
     on_commit: Callable[[DrainResult], None] = lambda _: None,
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> bool:
     """Drain until nothing claimable is left, each round in its own transaction.
 
-    Returns True if it stopped with work possibly left (time is up, or asked to stop),
-    so the caller can wake another drain.
+    Returns True if it stopped with work possibly left (time is up), so the caller can
+    wake another drain.
     """
     deadline = time.monotonic() + max_seconds
     while True:
         result = drain_round(max_ops, on_commit)
         if result.claimed_wallets == 0:
             return False
-        if time.monotonic() >= deadline or should_stop():
+        if time.monotonic() >= deadline:
             return True
         if result.applied < SMALL_DRAIN:
             # A trickle: wait a moment so that the next drain applies more at once. Each

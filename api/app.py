@@ -24,6 +24,7 @@ from api.ratelimit import RateLimiter
 from api.resources import CompletionHub, Doorbell, KeyCache, Resources, create_pool
 from api.routes import accounts, batches, health, operations, wallets
 from api.schemas import Problem
+from shared.intake.service import WalletLanes
 from shared.queue import make_celery
 from shared.settings import Settings, get_settings
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub=hub,
             limiter=limiter,
             keys=keys,
+            lanes=WalletLanes(pool),
         )
         resources.background.append(asyncio.create_task(hub.run()))
         app.state.resources = resources

@@ -28,6 +28,7 @@ from shared.doorbell import (
     doorbell_key,
     revocations_channel,
 )
+from shared.intake.service import WalletLanes
 from shared.queue import DRAIN_TASK
 from shared.settings import Settings
 
@@ -227,4 +228,5 @@ class Resources:
     hub: CompletionHub
     limiter: RateLimiter | None
     keys: KeyCache
+    lanes: WalletLanes
     background: list[asyncio.Task[None]] = field(default_factory=list)

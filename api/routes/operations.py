@@ -47,7 +47,7 @@ async def create_transfer(
 ) -> Response:
     check_currency(body.currency)
     accepted = await intake.create_transfer(
-        res.pool,
+        res.lanes,
         tenant_id=tenant,
         idempotency_key=idempotency_key,
         from_wallet_id=body.from_wallet_id,

@@ -91,7 +91,7 @@ async def create_replenishment(
 ) -> Response:
     check_currency(body.currency)
     accepted = await intake.create_replenishment(
-        res.pool,
+        res.lanes,
         tenant_id=tenant,
         idempotency_key=idempotency_key,
         wallet_id=wallet_id,

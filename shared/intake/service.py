@@ -15,7 +15,9 @@ Idempotency (per tenant, keys of 1-255 printable ASCII characters):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from shared.intake.repository import Record
 
 Pool = asyncpg.Pool
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -124,6 +127,105 @@ async def _lock_timeout(
     return ServiceUnavailable("The wallet is busy; retry shortly with the same Idempotency-Key")
 
 
+Work = Callable[[repo.Connection], Awaitable[Accepted]]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    work: Work
+    answer: asyncio.Future[Accepted]
+
+
+class WalletLanes:
+    """The intake of operations queued on one wallet, grouped while the wallet is busy.
+
+    Each operation takes the next position in its wallet's queue under the queue row's
+    lock, held until its commit is flushed, so that positions follow commit order. One at a
+    time, a hot wallet's intake would be bound by the commit flush. So, in this process,
+    while an intake for a wallet is in flight, the next ones for that wallet wait for it,
+    then go together in one transaction: one flush for all of them, their positions in
+    the order they arrived, and their answers after the commit. If the group's
+    transaction fails (a lock timeout, a deadlock on idempotency keys, a lost
+    connection), it has been rolled back: each one is then run on its own.
+    """
+
+    def __init__(self, pool: Pool, max_group: int = 64):
+        self.pool = pool
+        self.max_group = max_group
+        self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
+        self._serving: set[asyncio.Task[None]] = set()
+
+    async def run(self, wallet_id: uuid.UUID, work: Work) -> Accepted:
+        waiting = self._waiting.get(wallet_id)
+        if waiting is not None:  # the wallet is busy: wait to go with the next group
+            answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+            waiting.append(_Waiting(work, answer))
+            return await answer
+        self._waiting[wallet_id] = []
+        try:
+            return await self._alone(work)
+        finally:
+            if self._waiting[wallet_id]:
+                task = asyncio.create_task(self._serve(wallet_id))
+                self._serving.add(task)
+                task.add_done_callback(self._serving.discard)
+            else:
+                del self._waiting[wallet_id]
+
+    async def _alone(self, work: Work) -> Accepted:
+        async with self.pool.acquire() as conn:
+            return await work(conn)
+
+    async def _serve(self, wallet_id: uuid.UUID) -> None:
+        waiting = self._waiting[wallet_id]
+        try:
+            while waiting:
+                group = [w for w in waiting[: self.max_group] if not w.answer.done()]
+                del waiting[: self.max_group]
+                await self._group(group)
+        finally:
+            del self._waiting[wallet_id]
+            for left in waiting:  # only if this task was cancelled
+                left.answer.cancel()
+
+    async def _group(self, group: list[_Waiting]) -> None:
+        outcomes: list[Accepted | PaysysError] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for waiting in group:
+                    try:
+                        outcomes.append(await waiting.work(conn))
+                    except PaysysError as exc:  # this request's answer, not the group's
+                        outcomes.append(exc)
+                # A statement error that was handled on the way would have aborted the
+                # transaction, and COMMIT would then roll back without a word: ask.
+                await conn.execute("SELECT 1")
+        except Exception as exc:  # rolled back: each on its own, in the same order
+            log.info("intake group of %d ran one by one: %r", len(group), exc)
+            for waiting in group:
+                if not waiting.answer.done():
+                    await self._settle(waiting, self._alone(waiting.work))
+            return
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if waiting.answer.done():
+                continue
+            if isinstance(outcome, PaysysError):
+                waiting.answer.set_exception(outcome)
+            else:
+                waiting.answer.set_result(outcome)
+
+    @staticmethod
+    async def _settle(waiting: _Waiting, attempt: Awaitable[Accepted]) -> None:
+        try:
+            result = await attempt
+        except Exception as exc:
+            if not waiting.answer.done():
+                waiting.answer.set_exception(exc)
+            return
+        if not waiting.answer.done():
+            waiting.answer.set_result(result)
+
+
 async def create_account(
     pool: Pool,
     *,
@@ -159,7 +261,7 @@ async def create_account(
 
 
 async def create_replenishment(
-    pool: Pool,
+    lanes: WalletLanes,
     *,
     tenant_id: uuid.UUID,
     idempotency_key: str,
@@ -174,8 +276,8 @@ async def create_replenishment(
         f"/v1/wallets/{wallet_id}/replenishments",
         {"amount": amount, "currency": currency, "reference": reference},
     )
-    async with pool.acquire() as conn:
 
+    async def work(conn: repo.Connection) -> Accepted:
         async def why_not() -> PaysysError | None:
             if await repo.get_wallet(conn, wallet_id, tenant_id) is None:
                 return NotFound(f"Wallet {wallet_id} not found")
@@ -202,9 +304,11 @@ async def create_replenishment(
             why_not=why_not,
         )
 
+    return await lanes.run(wallet_id, work)
+
 
 async def create_transfer(
-    pool: Pool,
+    lanes: WalletLanes,
     *,
     tenant_id: uuid.UUID,
     idempotency_key: str,
@@ -226,13 +330,14 @@ async def create_transfer(
             "reference": reference,
         },
     )
-    async with pool.acquire() as conn:
-        if from_wallet_id == to_wallet_id:
+    if from_wallet_id == to_wallet_id:
+        async with lanes.pool.acquire() as conn:
             # A wallet that does not exist is a 404 first, as for any other transfer.
             if await repo.get_wallet(conn, from_wallet_id, tenant_id) is None:
                 raise NotFound(f"Wallet {from_wallet_id} not found")
-            raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
+        raise SameWallet("from_wallet_id and to_wallet_id must be different wallets")
 
+    async def work(conn: repo.Connection) -> Accepted:
         async def why_not() -> PaysysError | None:
             for field, wallet_id in (
                 ("from_wallet_id", from_wallet_id),
@@ -263,6 +368,8 @@ async def create_transfer(
             ),
             why_not=why_not,
         )
+
+    return await lanes.run(from_wallet_id, work)
 
 
 @dataclass(slots=True, frozen=True)

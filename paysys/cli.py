@@ -201,7 +201,10 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     if embedded is not None:
         _print_dev_key(embedded.root / "dev-api-key")
     try:
-        code = supervise({"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]})
+        code = supervise(
+            {"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]},
+            grace_seconds=settings.stop_grace_seconds,
+        )
     finally:
         if not settings.metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,8 +1,10 @@
 """`paysys run`: migrations, then the API, a worker and the sweeper as child processes.
 
-Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period). If a
-child dies on its own, the others are stopped too and `paysys run` exits non-zero: a
-half-running system that looks healthy is worse than a stopped one.
+Ctrl-C, SIGTERM or SIGHUP stops every child: SIGTERM, then, after a grace period, SIGKILL
+to the child's whole process group (each child leads one, with everything it starts: a
+worker's Celery process and its pool), so that nothing is left behind even if a child
+hangs. If a child dies on its own, the others are stopped too and `paysys run` exits
+non-zero: a half-running system that looks healthy is worse than a stopped one.
 """
 
 from __future__ import annotations
@@ -19,23 +21,23 @@ from types import FrameType
 
 log = logging.getLogger("paysys.run")
 
-GRACE_SECONDS = 15
+
+def _spawn(*args: str, own_group: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "paysys", *args], process_group=0 if own_group else None
+    )
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "paysys", *args])
-
-
-def supervise(children: dict[str, list[str]]) -> int:
+def supervise(children: dict[str, list[str]], grace_seconds: float = 15.0) -> int:
     stop = threading.Event()
 
     def _on_signal(signum: int, _: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
 
-    procs = {name: _spawn(*args) for name, args in children.items()}
+    procs = {name: _spawn(*args, own_group=True) for name, args in children.items()}
     exit_code = 0
     try:
         while not stop.is_set():
@@ -48,22 +50,34 @@ def supervise(children: dict[str, list[str]]) -> int:
                     break
             stop.wait(0.5)
     finally:
-        _stop_all(procs)
+        _stop_all(procs, grace_seconds)
     return exit_code
 
 
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], grace_seconds: float) -> None:
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_SECONDS
+    deadline = time.monotonic() + grace_seconds
     for name, proc in procs.items():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in %ss; killing it", name, GRACE_SECONDS)
-            proc.kill()
+            log.warning(
+                "%s did not stop in %ss; killing it and what it started", name, grace_seconds
+            )
+            _kill_group(proc.pid)
             proc.wait()
+    for proc in procs.values():
+        _kill_group(proc.pid)  # anything a child started and left behind
+
+
+def _kill_group(pgid: int) -> None:
+    # The group's id stays reserved while any process is in it: this cannot hit a stranger.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def keep_alive(args: list[str], name: str) -> int:

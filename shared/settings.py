@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     drain_slots: int = Field(default=2, ge=1, le=64)
     sweeper_interval: float = Field(default=1.0, gt=0)
     sweeper_min_age: float = Field(default=2.0, ge=0)
+    # `paysys run`: on Ctrl-C, how long a child may take to stop before it is killed, with
+    # every process it started.
+    stop_grace_seconds: float = Field(default=15.0, gt=0, le=600)
     # Names in Redis: the Celery queue and the prefix of every key and channel, so that
     # several paysys installations (or test runs) can share one Redis.
     celery_queue: str = "paysys"

@@ -175,11 +175,11 @@ def test_audit_reports_a_corrupted_ledger(scratch_ledger: tuple[str, Conn], chec
     assert f"BROKEN {check}:" in broken.stdout
 
 
-def _start_run(log: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_run(log: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "paysys", "run", "--port", str(port)],
-            env={**os.environ, **ENV.variables()},
+            env={**os.environ, **ENV.variables(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -267,3 +267,30 @@ def test_api_keys_list_and_revoke(stack: Stack) -> None:
     after = paysys("api-keys", "list", name).stdout.splitlines()
     assert next(line for line in after if key_id in line).split()[-1] != "-"  # revoked at
     assert next(line for line in after if spare[:10] in line).split()[-1] == "-"
+
+
+def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
+    stack: Stack, tmp_path: Path
+) -> None:
+    port = free_port()
+    run = _start_run(tmp_path / "run.log", port, env={"PAYSYS_STOP_GRACE_SECONDS": "2"})
+    children: set[int] = set()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=60)
+        children = descendants(run.pid)
+        celery = next(
+            pid for pid in children if b"--no-restart" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+        assert descendants(celery), "the Celery process has its pool"
+        os.kill(celery, signal.SIGSTOP)  # hung: it cannot act on the SIGTERM it will get
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=40) == 0
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if alive(pid)], "left behind"
+        assert "worker did not stop in 2.0s" in (tmp_path / "run.log").read_text()
+    finally:
+        if run.poll() is None:
+            run.kill()
+        kill_all(children, signal.SIGKILL)

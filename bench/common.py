@@ -64,7 +64,7 @@ class LocalPaysys:
     redis_url: str
     api_workers: int = 1
     worker_processes: int = 1
-    worker_concurrency: int = 2
+    worker_concurrency: int | None = None  # paysys's default
     extra_env: dict[str, str] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -115,7 +115,10 @@ class LocalPaysys:
         self.paysys("migrate")
         self._spawn("api", "api", "--port", str(self.port), "--workers", str(self.api_workers))
         for n in range(self.worker_processes):
-            self._spawn(f"worker{n}", "worker", "--concurrency", str(self.worker_concurrency))
+            concurrency = (
+                [] if self.worker_concurrency is None else ["-c", str(self.worker_concurrency)]
+            )
+            self._spawn(f"worker{n}", "worker", *concurrency)
         self._spawn("sweeper", "sweeper")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -11,6 +11,8 @@ then, each after a warm-up, the workloads
 * hot destination: many wallets sending to one;
 * mixed: transfers, replenishments and status polls;
 
+each on a database vacuumed and checkpointed just before, as pgbench vacuums before its run;
+
 measuring intake requests/s and latency, applied operations/s (from /metrics: operations
 completed per second while the load runs), accept-to-final latency at a fixed offered rate
 of half the uniform maximum, peak memory of the API and worker processes (PSS: a forked
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +67,7 @@ def percentile(values: list[float], p: float) -> float:
 class PaysysRun:
     """`paysys run` on a fresh database, as a user would start it."""
 
-    def __init__(self, admin_url: str, redis_url: str, concurrency: int):
+    def __init__(self, admin_url: str, redis_url: str, concurrency: int | None = None):
         self.admin_url = admin_url
         self.port = free_port()
         self.database = f"paysys_bench_{uuid.uuid4().hex[:8]}"
@@ -76,8 +79,9 @@ class PaysysRun:
             "PAYSYS_REDIS_PREFIX": prefix,
             "PAYSYS_CELERY_QUEUE": prefix,
             "PAYSYS_LOG_LEVEL": "WARNING",
-            "PAYSYS_WORKER_CONCURRENCY": str(concurrency),
         }
+        if concurrency is not None:  # otherwise, paysys's default
+            self.env["PAYSYS_WORKER_CONCURRENCY"] = str(concurrency)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -130,6 +134,18 @@ class PaysysRun:
                 found.append(pid)
                 found += _children(pid)
         return sorted(set(found))
+
+    def settle(self) -> None:
+        """What pgbench does before each run: vacuum (and analyze) the tables. And a
+        checkpoint, so that one does not fall in the middle of the measurement."""
+        import psycopg2
+
+        conn = psycopg2.connect(server_url(self.admin_url, self.database))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE")
+            cur.execute("CHECKPOINT")
+        conn.close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -259,7 +275,9 @@ async def setup(client: Client, wallets: int) -> list[str]:
 Request = tuple[str, str, Any]  # method, path, body
 
 
-def workload(kind: str, wallets: list[str], rng: random.Random) -> Request:
+def workload(
+    kind: str, wallets: list[str], rng: random.Random, accepted: list[str] | None = None
+) -> Request:
     hot = wallets[0]
     amount = format_cents(rng.randint(1, 100))
     if kind == "uniform":
@@ -272,8 +290,8 @@ def workload(kind: str, wallets: list[str], rng: random.Random) -> Request:
         roll = rng.random()
         if roll < 0.2:
             return ("POST", f"/v1/wallets/{rng.choice(wallets)}/replenishments", {"amount": amount})
-        if roll < 0.4:
-            return ("GET", f"/v1/wallets/{rng.choice(wallets)}", None)
+        if roll < 0.4 and accepted:  # a status poll of one of the latest operations
+            return ("GET", f"/v1/operations/{rng.choice(accepted[-100:])}", None)
         source, destination = rng.sample(wallets, 2)
     return (
         "POST",
@@ -291,7 +309,7 @@ async def closed_loop(
 
     async def one() -> None:
         while time.monotonic() < stop_at:
-            method, path, body = workload(kind, wallets, rng)
+            method, path, body = workload(kind, wallets, rng, stats.accepted)
             started = time.perf_counter()
             try:
                 if method == "POST":
@@ -312,9 +330,20 @@ async def closed_loop(
     return stats
 
 
+Settle = Callable[[], None]
+
+
 async def run_workload(
-    client: Client, kind: str, wallets: list[str], warmup: float, seconds: float
+    client: Client,
+    kind: str,
+    wallets: list[str],
+    warmup: float,
+    seconds: float,
+    settle: Settle | None = None,
 ) -> dict[str, Any]:
+    await client.drained()
+    if settle is not None:
+        await asyncio.to_thread(settle)
     await closed_loop(client, kind, wallets, warmup)
     await client.drained()
     before = await client.completed()
@@ -418,22 +447,27 @@ async def fixed_rate(
     }
 
 
-async def measure(url: str, api_key: str, quick: bool) -> dict[str, Any]:
+async def measure(
+    url: str, api_key: str, quick: bool, settle: Settle | None = None
+) -> dict[str, Any]:
     warmup, seconds = (2, 5) if quick else (4, 12)
     async with Client(url, api_key) as client:
         started = time.monotonic()
         wallets = await setup(client, 2_000 if quick else WALLETS)
         results: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
-        results["uniform"] = await run_workload(client, "uniform", wallets, warmup, seconds)
+        results["uniform"] = await run_workload(client, "uniform", wallets, warmup, seconds, settle)
         # Latency at half the maximum just measured, before other workloads load the
         # database with work for autovacuum.
         uniform = results["uniform"]
         half = 0.5 * min(uniform["applied_per_s"], uniform["requests_per_s"])
+        await client.drained()
+        if settle is not None:
+            await asyncio.to_thread(settle)
         await fixed_rate(client, wallets, half, warmup)
         await client.drained()
         results["half_max_latency"] = await fixed_rate(client, wallets, half, seconds)
         for kind in ("hot_source", "hot_destination", "mixed"):
-            results[kind] = await run_workload(client, kind, wallets, warmup, seconds)
+            results[kind] = await run_workload(client, kind, wallets, warmup, seconds, settle)
     return results
 
 
@@ -445,7 +479,9 @@ async def scaling(run_args: tuple[str, str], quick: bool) -> dict[str, float]:
             key = run.start()
             async with Client(run.url, key) as client:
                 wallets = await setup(client, 2_000)
-                result = await run_workload(client, "uniform", wallets, 2, 4 if quick else 8)
+                result = await run_workload(
+                    client, "uniform", wallets, 2, 4 if quick else 8, run.settle
+                )
             out[str(processes)] = result["applied_per_s"]
         finally:
             run.stop()
@@ -553,11 +589,11 @@ def main() -> None:
             parser.error("--api-key is required with --url")
         results.update(asyncio.run(measure(args.url, args.api_key, args.quick)))
     else:
-        run = PaysysRun(admin_url, redis_url, concurrency=2)
+        run = PaysysRun(admin_url, redis_url)
         try:
             key = run.start()
             with MemorySampler(run) as memory:
-                results.update(asyncio.run(measure(run.url, key, args.quick)))
+                results.update(asyncio.run(measure(run.url, key, args.quick, run.settle)))
             results["memory_mb"] = {k: round(v, 1) for k, v in memory.peak.items()}
             results["largest_process_rss_mb"] = {k: round(v, 1) for k, v in memory.peak_rss.items()}
         finally:

@@ -124,7 +124,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @main.command()
-@click.option("--concurrency", "-c", type=int, default=None, help="Pool processes (default 2).")
+@click.option("--concurrency", "-c", type=int, default=None, help="Pool processes (default 1).")
 @click.option(
     "--no-restart",
     is_flag=True,

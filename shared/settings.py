@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     db_worker_statement_timeout: float = Field(default=60.0, gt=0)
 
     # Worker and sweeper
-    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # One pool process: where PostgreSQL and the API share the worker's cores, a second
+    # one only competes with them (see the README's benchmarks). Raise it where the worker
+    # has cores of its own.
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
     drain_max_ops: int = Field(default=1000, ge=1, le=50_000)
     drain_max_seconds: float = Field(default=2.0, gt=0)
     # Doorbells: how many drain tasks the API keeps going at once (see shared/doorbell.py).

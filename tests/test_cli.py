@@ -273,15 +273,25 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
     stack: Stack, tmp_path: Path
 ) -> None:
     port = free_port()
-    run = _start_run(tmp_path / "run.log", port, env={"PAYSYS_STOP_GRACE_SECONDS": "2"})
+    run = _start_run(
+        tmp_path / "run.log",
+        port,
+        env={"PAYSYS_STOP_GRACE_SECONDS": "2", "PAYSYS_WORKER_CONCURRENCY": "2"},
+    )
     children: set[int] = set()
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=60)
-        children = descendants(run.pid)
-        celery = next(
-            pid for pid in children if b"--no-restart" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
-        assert descendants(celery), "the Celery process has its pool"
+        celery, deadline = None, time.monotonic() + 30
+        while time.monotonic() < deadline:  # until Celery has started its pool
+            children = descendants(run.pid)
+            celery = next(
+                (pid for pid in children if b"--no-restart" in _cmdline(pid)),
+                None,
+            )
+            if celery is not None and len(descendants(celery)) == 2:
+                break
+            time.sleep(0.2)
+        assert celery is not None and len(descendants(celery)) == 2, "Celery and its pool"
         os.kill(celery, signal.SIGSTOP)  # hung: it cannot act on the SIGTERM it will get
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=40) == 0
@@ -294,3 +304,10 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
         if run.poll() is None:
             run.kill()
         kill_all(children, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

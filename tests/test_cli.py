@@ -17,7 +17,7 @@ import pytest
 from shared import audit
 from tests.conftest import ENV, Stack
 from tests.helpers import Api
-from tests.procs import alive, descendants, kill_all
+from tests.procs import alive, descendants, kill_all, parents
 from tests.scratch_ledger import Conn, Plan, accept, drain_all, scratch_database
 from tests.stack import free_port, wait_ready
 
@@ -213,6 +213,7 @@ def test_run_serves_everything_and_ctrl_c_stops_every_child(stack: Stack, tmp_pa
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait()
         kill_all(children, signal.SIGKILL)
 
 
@@ -236,6 +237,7 @@ def test_run_stops_everything_when_a_child_dies(stack: Stack, tmp_path: Path) ->
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait()
         kill_all(children, signal.SIGKILL)
 
 
@@ -283,9 +285,14 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
         wait_ready(f"http://127.0.0.1:{port}", timeout=60)
         celery, deadline = None, time.monotonic() + 30
         while time.monotonic() < deadline:  # until Celery has started its pool
-            children = descendants(run.pid)
-            celery = next(
-                (pid for pid in children if b"--no-restart" in _cmdline(pid)),
+            children, table = descendants(run.pid), parents()
+            celery = next(  # Celery's main process: its pool children share its command line
+                (
+                    pid
+                    for pid in children
+                    if b"--no-restart" in _cmdline(pid)
+                    and b"--no-restart" not in _cmdline(table.get(pid, 0))
+                ),
                 None,
             )
             if celery is not None and len(descendants(celery)) == 2:
@@ -303,6 +310,7 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
     finally:
         if run.poll() is None:
             run.kill()
+            run.wait()
         kill_all(children, signal.SIGKILL)
 
 

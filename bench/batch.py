@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import LocalPaysys, pgbench_tps, write_results
+from bench.common import PaysysRun, pgbench_tps, write_results
 from shared.money import format_cents
 
 
@@ -108,7 +108,7 @@ def main() -> None:
         if not api_key:
             parser.error("--api-key is required with --url")
     else:
-        local = LocalPaysys(admin_url, redis_url)
+        local = PaysysRun(admin_url, redis_url)
         api_key = local.start()
         url = local.url
     try:

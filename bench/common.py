@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,115 +46,106 @@ def server_url(database_url: str, database: str) -> str:
     return f"{base}/{database}"
 
 
-def recreate_database(admin_url: str, name: str) -> None:
-    conn = psycopg2.connect(admin_url)
+def execute(url: str, *statements: str) -> None:
+    """Statements outside any transaction (CREATE DATABASE, VACUUM, CHECKPOINT)."""
+    conn = psycopg2.connect(url)
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
 
 
-@dataclass
-class LocalPaysys:
-    """A fresh paysys (its own database and Redis names) run as `paysys` subprocesses."""
+def recreate_database(admin_url: str, name: str) -> None:
+    execute(
+        admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
 
-    admin_url: str
-    redis_url: str
-    api_workers: int = 1
-    worker_processes: int = 1
-    worker_concurrency: int | None = None  # paysys's default
-    extra_env: dict[str, str] = field(default_factory=dict)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+class PaysysRun:
+    """`paysys run` on a fresh database, as a user would start it."""
+
+    def __init__(self, admin_url: str, redis_url: str, concurrency: int | None = None):
+        self.admin_url = admin_url
         self.port = free_port()
-        self.database = f"paysys_bench_{self.run_id}"
-        self.log_dir = RESULTS / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.database = f"paysys_bench_{uuid.uuid4().hex[:8]}"
+        prefix = f"paysys-bench-{uuid.uuid4().hex[:8]}"
         self.env = {
             **os.environ,
-            "DATABASE_URL": server_url(self.admin_url, self.database),
-            "REDIS_URL": self.redis_url,
-            "PAYSYS_REDIS_PREFIX": f"paysys-bench-{self.run_id}",
-            "PAYSYS_CELERY_QUEUE": f"paysys-bench-{self.run_id}",
+            "DATABASE_URL": server_url(admin_url, self.database),
+            "REDIS_URL": redis_url,
+            "PAYSYS_REDIS_PREFIX": prefix,
+            "PAYSYS_CELERY_QUEUE": prefix,
             "PAYSYS_LOG_LEVEL": "WARNING",
-            **self.extra_env,
         }
+        if concurrency is not None:  # otherwise, paysys's default
+            self.env["PAYSYS_WORKER_CONCURRENCY"] = str(concurrency)
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def paysys(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "paysys", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout
-
-    def _spawn(self, name: str, *args: str) -> None:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "paysys", *args],
+    def start(self) -> str:
+        recreate_database(self.admin_url, self.database)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        log = (RESULTS / "paysys-run.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paysys", "run", "--port", str(self.port)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
             preexec_fn=die_with_parent,
         )
-
-    def start(self) -> str:
-        """Start everything; return an API key."""
-        recreate_database(self.admin_url, self.database)
-        self.paysys("migrate")
-        self._spawn("api", "api", "--port", str(self.port), "--workers", str(self.api_workers))
-        for n in range(self.worker_processes):
-            concurrency = (
-                [] if self.worker_concurrency is None else ["-c", str(self.worker_concurrency)]
-            )
-            self._spawn(f"worker{n}", "worker", *concurrency)
-        self._spawn("sweeper", "sweeper")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.3)
         else:
-            raise RuntimeError("paysys did not become ready")
-        time.sleep(2)  # workers connect to the broker
-        return self.paysys("api-keys", "create", "bench").strip().splitlines()[-1]
+            raise RuntimeError("paysys run did not become ready; see bench/results")
+        time.sleep(2)
+        out = subprocess.run(
+            [sys.executable, "-m", "paysys", "api-keys", "create", "bench"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return out.strip().splitlines()[-1]
 
-    def pids(self, prefix: str) -> list[int]:
-        """The processes (with their children) whose service name starts with `prefix`."""
+    def pids(self, role: str) -> list[int]:
+        assert self.proc is not None
         found = []
-        for name, proc in self.procs.items():
-            if name.startswith(prefix):
-                found.append(proc.pid)
-                found += _children(proc.pid)
-        return found
+        for pid in _children(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if f"paysys {role}".encode() in cmdline:
+                found.append(pid)
+                found += _children(pid)
+        return sorted(set(found))
+
+    def settle(self) -> None:
+        """What pgbench does before each run: vacuum (and analyze) the tables. And a
+        checkpoint, so that one does not fall in the middle of the measurement."""
+        execute(server_url(self.admin_url, self.database), "VACUUM ANALYZE", "CHECKPOINT")
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=30)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        conn = psycopg2.connect(self.admin_url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        conn.close()
+                self.proc.kill()
+        execute(self.admin_url, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
 def _children(pid: int) -> list[int]:
@@ -225,11 +215,7 @@ def pgbench_tps(admin_url: str, scale: int = 10, clients: int = 16, seconds: int
     match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
     if match is None:
         raise RuntimeError(f"unexpected pgbench output:\n{out}")
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    conn.close()
+    execute(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return float(match[1])
 
 

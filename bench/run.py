@@ -27,9 +27,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,18 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import (
-    RESULTS,
-    _children,
-    die_with_parent,
-    free_port,
-    pgbench_tps,
-    pss_mb,
-    recreate_database,
-    rss_mb,
-    server_url,
-    write_results,
-)
+from bench.common import PaysysRun, pgbench_tps, pss_mb, rss_mb, write_results
 from shared.money import format_cents
 
 WALLETS = 10_000
@@ -62,105 +48,6 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-class PaysysRun:
-    """`paysys run` on a fresh database, as a user would start it."""
-
-    def __init__(self, admin_url: str, redis_url: str, concurrency: int | None = None):
-        self.admin_url = admin_url
-        self.port = free_port()
-        self.database = f"paysys_bench_{uuid.uuid4().hex[:8]}"
-        prefix = f"paysys-bench-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": server_url(admin_url, self.database),
-            "REDIS_URL": redis_url,
-            "PAYSYS_REDIS_PREFIX": prefix,
-            "PAYSYS_CELERY_QUEUE": prefix,
-            "PAYSYS_LOG_LEVEL": "WARNING",
-        }
-        if concurrency is not None:  # otherwise, paysys's default
-            self.env["PAYSYS_WORKER_CONCURRENCY"] = str(concurrency)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> str:
-        recreate_database(self.admin_url, self.database)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        log = (RESULTS / "paysys-run.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paysys", "run", "--port", str(self.port)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        deadline = time.monotonic() + 90
-        import httpx
-
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("paysys run did not become ready; see bench/results")
-        time.sleep(2)
-        out = subprocess.run(
-            [sys.executable, "-m", "paysys", "api-keys", "create", "bench"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return out.strip().splitlines()[-1]
-
-    def pids(self, role: str) -> list[int]:
-        assert self.proc is not None
-        found = []
-        for pid in _children(self.proc.pid):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    cmdline = handle.read().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if f"paysys {role}".encode() in cmdline:
-                found.append(pid)
-                found += _children(pid)
-        return sorted(set(found))
-
-    def settle(self) -> None:
-        """What pgbench does before each run: vacuum (and analyze) the tables. And a
-        checkpoint, so that one does not fall in the middle of the measurement."""
-        import psycopg2
-
-        conn = psycopg2.connect(server_url(self.admin_url, self.database))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM ANALYZE")
-            cur.execute("CHECKPOINT")
-        conn.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        import psycopg2
-
-        conn = psycopg2.connect(self.admin_url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        conn.close()
 
 
 class MemorySampler:

@@ -43,6 +43,25 @@ def processes_of(folder: Path) -> list[int]:
     return found
 
 
+def paysys_in(
+    folder: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m paysys ARGS` in `folder`, with nothing configured (but `env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "paysys", *args],
+        cwd=folder,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 class Run:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -104,27 +123,11 @@ def test_run_with_nothing_configured(folder: Path) -> None:
     api.close()
 
     # A second `paysys run` in the same folder says so and starts nothing.
-    second = subprocess.run(
-        [sys.executable, "-m", "paysys", "run", "--port", str(free_port())],
-        cwd=folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = paysys_in(folder, "run", "--port", str(free_port()), timeout=60)
     assert second.returncode != 0
     assert "already running" in second.stderr
     # Other commands in the folder use the running servers.
-    keys = subprocess.run(
-        [sys.executable, "-m", "paysys", "api-keys", "list", "dev"],
-        cwd=folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    keys = paysys_in(folder, "api-keys", "list", "dev", timeout=60, check=True)
     assert key[:10] in keys.stdout
 
     assert first.stop(signal.SIGINT) == 0
@@ -144,40 +147,18 @@ def test_run_with_nothing_configured(folder: Path) -> None:
 
 
 def test_commands_start_embedded_servers_for_their_own_duration(folder: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "paysys", "api-keys", "create", "me"],
-        cwd=folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = paysys_in(folder, "api-keys", "create", "me")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("sk_")
-    audit = subprocess.run(
-        [sys.executable, "-m", "paysys", "audit"],
-        cwd=folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    audit = paysys_in(folder, "audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     time.sleep(0.5)
     assert processes_of(folder) == []
 
 
 def test_half_configured_is_refused(folder: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "paysys", "audit"],
-        cwd=folder,
-        env={**clean_env(), "DATABASE_URL": "postgresql://127.0.0.1/x"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = paysys_in(
+        folder, "audit", env={"DATABASE_URL": "postgresql://127.0.0.1/x"}, timeout=60
     )
     assert result.returncode == 2
     assert "both DATABASE_URL and REDIS_URL" in result.stderr

@@ -34,7 +34,7 @@ def reset_redis() -> None:
 
 def _publish_completions(result: ledger.DrainResult) -> None:
     """Tell long polls which operations (and batches) just became final. Best effort."""
-    keys = [f"o:{op_id}" for op_id in (*result.succeeded, *result.failed)]
+    keys = [f"o:{operation.id}" for operation, _, _ in result.outcomes]
     keys += [f"b:{batch_id}" for batch_id in result.batch_ids]
     try:
         redis_client().publish(completions_channel(get_settings()), orjson.dumps(keys))

@@ -108,7 +108,6 @@ async def get_batch(
     row = await long_poll(res.hub, f"b:{batch_id}", wait, fetch, lambda r: r["pending"] == 0)
     if row is None:
         raise NotFound(f"Batch {batch_id} not found")
-    assert row is not None
     return JSON(serialize.batch(row))
 
 

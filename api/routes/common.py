@@ -11,6 +11,7 @@ from uuid import UUID
 
 from starlette.responses import Response
 
+from api import serialize
 from api.resources import CompletionHub, Resources
 from api.responses import JSON
 from shared import metrics
@@ -53,6 +54,22 @@ def operation_accepted(
         }
         log.info("batch accepted" if batch else "operation accepted", extra=extra)
     return accepted_response(accepted, document, location)
+
+
+def single_operation_accepted(
+    res: Resources, accepted: Accepted, *, request_id: str | None, tenant: UUID
+) -> Response:
+    """`operation_accepted` for a route that accepts one operation."""
+    document = serialize.operation(accepted.resource)
+    return operation_accepted(
+        res,
+        accepted,
+        document,
+        f"/v1/operations/{document['id']}",
+        operations=1,
+        request_id=request_id,
+        tenant=tenant,
+    )
 
 
 def accepted_response(accepted: Accepted, document: dict[str, Any], location: str) -> Response:

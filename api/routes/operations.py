@@ -19,7 +19,7 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import check_currency, long_poll, operation_accepted
+from api.routes.common import check_currency, long_poll, single_operation_accepted
 from api.schemas import Operation, TransferCreate
 from shared.errors import NotFound
 from shared.intake import repository as repo
@@ -57,16 +57,7 @@ async def create_transfer(
         reference=body.reference,
         request_id=req_id,
     )
-    document = serialize.operation(accepted.resource)
-    return operation_accepted(
-        res,
-        accepted,
-        document,
-        f"/v1/operations/{document['id']}",
-        operations=1,
-        request_id=req_id,
-        tenant=tenant,
-    )
+    return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)
 
 
 @router.get(

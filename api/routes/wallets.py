@@ -20,7 +20,7 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import JSON
-from api.routes.common import check_currency, operation_accepted
+from api.routes.common import check_currency, single_operation_accepted
 from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
 from shared.errors import NotFound
 from shared.intake import repository as repo
@@ -100,13 +100,4 @@ async def create_replenishment(
         reference=body.reference,
         request_id=req_id,
     )
-    document = serialize.operation(accepted.resource)
-    return operation_accepted(
-        res,
-        accepted,
-        document,
-        f"/v1/operations/{document['id']}",
-        operations=1,
-        request_id=req_id,
-        tenant=tenant,
-    )
+    return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)

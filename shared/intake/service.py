@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -113,6 +114,11 @@ async def _accept(
         if error is not None:
             raise error
     raise ServiceUnavailable("The request could not be recorded; retry with the same key")
+
+
+async def _no_other_reason() -> PaysysError | None:
+    """For intakes whose statement inserts nothing only when the key is taken."""
+    return None
 
 
 async def _lock_timeout(
@@ -235,10 +241,6 @@ async def create_account(
     currency: str,
 ) -> Accepted:
     digest = request_hash("POST", "/v1/accounts", {"name": name, "currency": currency})
-
-    async def never() -> PaysysError | None:
-        return None
-
     async with pool.acquire() as conn:
         return await _accept(
             conn,
@@ -256,7 +258,7 @@ async def create_account(
                 wallet_id=uuid7(),
                 currency=currency,
             ),
-            why_not=never,
+            why_not=_no_other_reason,
         )
 
 
@@ -438,9 +440,7 @@ async def create_batch(
                     return None  # taken: nothing else was written
                 await check_batch_wallets(conn, tenant_id, items)
                 await repo.insert_batch(conn, batch_id, tenant_id, len(items))
-                counts: dict[uuid.UUID, int] = {}
-                for item in items:
-                    counts[item.wallet_id] = counts.get(item.wallet_id, 0) + 1
+                counts = Counter(item.wallet_id for item in items)
                 next_position = await repo.reserve_positions(conn, counts)
                 rows = []
                 for item in items:
@@ -462,9 +462,6 @@ async def create_batch(
                 await repo.copy_batch_operations(conn, rows)
             return await repo.get_batch(conn, batch_id, tenant_id)
 
-        async def why_not() -> PaysysError | None:
-            return None  # bad wallets were already refused inside the insert
-
         return await _accept(
             conn,
             tenant_id=tenant_id,
@@ -472,5 +469,5 @@ async def create_batch(
             digest=digest,
             status_code=202,
             insert=insert,
-            why_not=why_not,
+            why_not=_no_other_reason,  # bad wallets were already refused inside the insert
         )

@@ -51,15 +51,17 @@ class DrainResult:
     """What one drain transaction did."""
 
     claimed_wallets: int = 0
-    succeeded: list[uuid.UUID] = field(default_factory=list)
-    failed: list[uuid.UUID] = field(default_factory=list)
-    batch_ids: set[uuid.UUID] = field(default_factory=set)
-    # Each operation applied, and its outcome, for metrics and logs.
+    # Each operation applied, in order: the operation, its status and its error code.
     outcomes: list[tuple[PendingOperation, str, str | None]] = field(default_factory=list)
+    batch_ids: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def applied(self) -> int:
-        return len(self.succeeded) + len(self.failed)
+        return len(self.outcomes)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for _, status, _ in self.outcomes if status == "succeeded")
 
 
 class _Book:
@@ -172,10 +174,10 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
         raise RuntimeError(
             f"expected to complete {len(book.outcomes)} operations, completed {completed}"
         )
-    by_id = {op.id: op for op in operations}
-    for operation_id, status, error_code, _ in book.outcomes:
-        (result.succeeded if status == "succeeded" else result.failed).append(operation_id)
-        result.outcomes.append((by_id[operation_id], status, error_code))
+    result.outcomes = [  # the book holds one outcome per operation, in their order
+        (op, status, error_code)
+        for op, (_, status, error_code, _) in zip(operations, book.outcomes, strict=True)
+    ]
     result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
     return result
 
@@ -201,8 +203,8 @@ def drain_round(
         log.info(
             "drain applied %d operations (%d succeeded, %d failed) over %d wallets",
             result.applied,
-            len(result.succeeded),
-            len(result.failed),
+            result.succeeded,
+            result.applied - result.succeeded,
             result.claimed_wallets,
         )
         for operation, status, error_code in result.outcomes:

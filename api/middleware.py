@@ -41,6 +41,17 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _adding_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, with `headers` added to the response's start."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *headers]
+        await send(message)
+
+    return send_with_headers
+
+
 async def _send_error(exc: PaysysError, scope: Scope, receive: Receive, send: Send) -> None:
     await error_response(exc)(scope, receive, send)
 
@@ -101,13 +112,7 @@ class RequestIdMiddleware:
         given = _header(scope, b"x-request-id")
         request_id = given if given and _REQUEST_ID_RE.fullmatch(given) else uuid7().hex.encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, _adding_headers(send, [(b"x-request-id", request_id)]))
 
 
 class BodyLimitMiddleware:
@@ -220,13 +225,7 @@ class AuthMiddleware:
             )
             return
         encoded = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *encoded]
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+        await self.app(scope, receive, _adding_headers(send, encoded))
 
     @staticmethod
     def _bearer(scope: Scope) -> str | None:

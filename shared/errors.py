@@ -13,7 +13,8 @@ each as RFC 9457 problem+json in one place (`api.errors`), with its machine-read
     ├── IdempotencyKeyInUse       409 idempotency_key_in_use
     ├── PayloadTooLarge           413 payload_too_large
     ├── RateLimited               429 rate_limited
-    └── ServiceUnavailable        503 service_unavailable
+    ├── ServiceUnavailable        503 service_unavailable
+    └── Overloaded                503 overloaded (the backlog is over its bound)
 
 Operation failures (`insufficient_funds`) are not exceptions: they are the recorded
 outcome of an operation, see `shared.ledger`.
@@ -108,3 +109,10 @@ class ServiceUnavailable(PaysysError):
 
     def __init__(self, detail: str = "A dependency is unavailable; retry shortly"):
         super().__init__(detail, headers={"Retry-After": "1"})
+
+
+class Overloaded(PaysysError):
+    status, code, title = 503, "overloaded", "Overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})

@@ -20,7 +20,7 @@ IdempotencyKeyHeader = Annotated[
         max_length=255,
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description="1-255 printable ASCII characters, unique per request, scoped to "
-        "the tenant. Required on money-moving requests.",
+        "the tenant. Optional; an empty one is refused (400).",
     ),
 ]
 # On money-moving requests: its absence is answered 400 idempotency_key_required (see
@@ -79,7 +79,7 @@ async def request_id(request: Request) -> str | None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem+json answers a route can give."""
     descriptions = {
-        400: "Idempotency-Key missing (`idempotency_key_required`)",
+        400: "Idempotency-Key missing or empty (`idempotency_key_required`)",
         401: "Missing or invalid API key (`unauthorized`)",
         404: "No such resource for this tenant (`not_found`)",
         409: "The same Idempotency-Key is still in flight (`idempotency_key_in_use`)",

@@ -50,8 +50,11 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.ReadOnlySQLTransactionError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    # Unreachable, timing out or loading (ConnectionError, TimeoutError, BusyLoadingError),
+    # and the refusals of a Redis that is up but cannot serve: READONLY (a replica after a
+    # failover), OOM (maxmemory reached), MASTERDOWN, a script error (all ResponseError).
+    # Redis only carries wake-ups and rate limits; none of this is the request's fault.
+    redis.exceptions.RedisError,
 )
 
 
@@ -84,16 +87,28 @@ async def _paysys_error(_: Request, exc: Exception) -> Response:
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == MISSING_KEY for e in errors):
-        return error_response(
-            IdempotencyKeyRequired(
-                "Money-moving requests need an Idempotency-Key header (1-255 printable ASCII)"
+    for e in errors:
+        if tuple(e.get("loc", ())) != KEY_HEADER:
+            continue
+        if e.get("type") == "missing":
+            return error_response(
+                IdempotencyKeyRequired(
+                    "Money-moving requests need an Idempotency-Key header (1-255 printable ASCII)"
+                )
             )
-        )
+        # An empty header is a key the client meant to send and did not (an unset
+        # variable in `-H "Idempotency-Key: $KEY"`); where the key is optional (account
+        # creation), taking it as absent would make the client's retries create twice.
+        if e.get("input") == "":
+            return error_response(
+                IdempotencyKeyRequired(
+                    "The Idempotency-Key header is empty; it must be 1-255 printable ASCII"
+                )
+            )
     return error_response(ValidationFailed(field_errors(errors)))
 
 
-MISSING_KEY = ("header", "Idempotency-Key")
+KEY_HEADER = ("header", "Idempotency-Key")
 
 
 _HTTP_CODES = {

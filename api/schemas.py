@@ -15,6 +15,7 @@ from shared.money import (
     MAX_AMOUNT_CENTS,
     MAX_AMOUNT_TEXT,
     AmountError,
+    normalize_currency,
     parse_amount,
 )
 
@@ -40,7 +41,7 @@ def _currency(value: object) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("currency", 'currency must be a string such as "USD"')
     _storable(value)
-    return value.upper()
+    return normalize_currency(value)
 
 
 def _text(max_length: int, *, allow_blank: bool) -> Any:
@@ -84,7 +85,7 @@ Currency = Annotated[
             "type": "string",
             "enum": ["USD"],
             "default": "USD",
-            "description": "USD, the only currency (any letter case is accepted)",
+            "description": "USD, the only currency (its ASCII letters in any case are accepted)",
         }
     ),
 ]
@@ -195,7 +196,20 @@ class BatchCreate(RequestModel):
             },
         }
     )
-    items: list[BatchItemCreate] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    # Items are validated one by one by the route (see `api.routes.batches`), not here: a
+    # refused batch must name every bad item, malformed ones and ones naming unknown
+    # wallets alike, and a failed model validation would leave the route no chance to
+    # look up the wallets of the others. The schema still describes them fully.
+    items: Annotated[
+        list[Any],
+        Field(min_length=1, max_length=MAX_BATCH_ITEMS),
+        BeforeValidator(
+            lambda value: value,
+            json_schema_input_type=Annotated[
+                list[BatchItemCreate], Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+            ],
+        ),
+    ]
 
 
 # --- Responses (documentation) --------------------------------------------------------

@@ -74,7 +74,16 @@ class ValidationFailed(PaysysError):
 
 
 class UnsupportedCurrency(PaysysError):
+    """With `errors` when several fields may be at fault (the items of a batch)."""
+
     status, code, title = 422, "unsupported_currency", "Unsupported currency"
+
+    def __init__(self, detail: str | None = None, errors: list[FieldError] | None = None):
+        super().__init__(detail)
+        self.errors = errors or []
+
+    def extra(self) -> dict[str, Any]:
+        return {"errors": [e.as_dict() for e in self.errors]} if self.errors else {}
 
 
 class SameWallet(PaysysError):

@@ -82,3 +82,13 @@ def format_cents(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     units, frac = divmod(abs(cents), 100)
     return f"{sign}{units}.{frac:02d}"
+
+
+def normalize_currency(code: str) -> str:
+    """A currency code as compared with `SUPPORTED_CURRENCIES`: ASCII letters in any case
+    ("usd" is "USD"), anything else exactly as given.
+
+    Unicode case mapping would turn look-alikes into a supported code (with a long s,
+    U+017F, "usd" upper-cases to "USD"), so it is not used.
+    """
+    return code.upper() if code.isascii() else code

@@ -100,18 +100,27 @@ def test_bad_items_are_named_and_nothing_is_created(api: Api, db: Conn) -> None:
     items[7] = {"wallet_id": "not-a-uuid", "amount": "1.00"}
     items[8] = {"wallet_id": wallet, "amount": "1.00", "currency": "EUR"}
     key = new_key()
+    # Every bad item in one answer: malformed, unknown wallet and unsupported currency.
     body = assert_problem(submit(api, items, key), 422, "validation_error")
-    indexes = {error["loc"][2] for error in body["errors"]}
-    assert {2, 7} <= indexes  # malformed items are all named at once
+    assert [e["loc"] for e in body["errors"]] == [
+        ["body", "items", 2, "amount"],
+        ["body", "items", 5, "wallet_id"],
+        ["body", "items", 7, "wallet_id"],
+        ["body", "items", 8, "currency"],
+    ]
+    assert unknown in body["errors"][1]["msg"]
 
     items[2] = items[7] = {"wallet_id": wallet, "amount": "1.00"}
     body = assert_problem(submit(api, items, key), 422, "validation_error")
-    assert [e["loc"] for e in body["errors"]] == [["body", "items", 8, "currency"]]
+    assert [e["loc"] for e in body["errors"]] == [
+        ["body", "items", 5, "wallet_id"],
+        ["body", "items", 8, "currency"],
+    ]
 
+    items[5] = {"wallet_id": wallet, "amount": "1.00"}
+    body = assert_problem(submit(api, items, key), 422, "unsupported_currency")
+    assert [e["loc"] for e in body["errors"]] == [["body", "items", 8, "currency"]]
     items[8] = {"wallet_id": wallet, "amount": "1.00"}
-    body = assert_problem(submit(api, items, key), 422, "validation_error")
-    assert [e["loc"] for e in body["errors"]] == [["body", "items", 5, "wallet_id"]]
-    assert unknown in body["errors"][0]["msg"]
 
     tenant = query(db, "SELECT tenant_id FROM wallet WHERE id = %s", wallet)[0][0]
     assert query(db, "SELECT count(*) FROM replenishment_batch WHERE tenant_id = %s", tenant) == [
@@ -119,7 +128,6 @@ def test_bad_items_are_named_and_nothing_is_created(api: Api, db: Conn) -> None:
     ]
     assert query(db, "SELECT count(*) FROM operation WHERE tenant_id = %s", tenant) == [(0,)]
     # The key was not used up by the refusals.
-    items[5] = {"wallet_id": wallet, "amount": "1.00"}
     accepted = submit(api, items, key)
     assert accepted.status_code == 202
     assert "Idempotent-Replayed" not in accepted.headers

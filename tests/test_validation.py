@@ -242,6 +242,10 @@ BAD_CURRENCIES: list[tuple[str, str, str]] = [
     ("empty", '""', "unsupported_currency"),
     ("two-letters", '"US"', "unsupported_currency"),
     ("long", '"USDOLLARS"', "unsupported_currency"),
+    # Look-alikes: Unicode case mapping upper-cases LATIN SMALL LETTER LONG S to "S".
+    ("long-s", '"u\u017fd"', "unsupported_currency"),
+    ("long-s-json-escape", r'"u\u017fd"', "unsupported_currency"),
+    ("fullwidth", '"\uff35\uff33\uff24"', "unsupported_currency"),
     ("number", "840", "validation_error"),
     ("true", "true", "validation_error"),
     ("list", '["USD"]', "validation_error"),
@@ -309,7 +313,7 @@ def body_shape_cases(valid: str) -> list[Case]:
 def key_cases(valid: str) -> list[Case]:
     return [
         Case("key-missing", valid, 400, "idempotency_key_required", key=None),
-        Case("key-empty", valid, key=b""),
+        Case("key-empty", valid, 400, "idempotency_key_required", key=b""),
         Case("key-256-chars", valid, key=b"k" * 256),
         Case("key-non-ascii-utf8", valid, key="cl\u00e9-\u20ac".encode()),
         Case("key-non-ascii-latin1", valid, key=b"cl\xe9"),
@@ -813,7 +817,9 @@ BAD_ACCOUNTS: list[Case] = [
     Case("unknown-field", '{"name": "Alice", "balance": "1000.00"}'),
     Case("unknown-field-wallet", '{"name": "Alice", "wallet": {"balance": "1000.00"}}'),
     *body_shape_cases('{"name": "Alice"}'),
-    Case("key-empty", '{"name": "Alice"}', key=b""),
+    # Optional here, but an empty one is a client's mistake, refused as on money-moving
+    # requests rather than taken as absent (a retry would then create a second account).
+    Case("key-empty", '{"name": "Alice"}', 400, "idempotency_key_required", key=b""),
     Case("key-256-chars", '{"name": "Alice"}', key=b"k" * 256),
     Case("key-non-ascii", '{"name": "Alice"}', key="cl\u00e9".encode()),
     Case("key-control-tab", '{"name": "Alice"}', key=b"a\tb"),

@@ -35,7 +35,7 @@ AccountId = Annotated[UUID, Path(description="Account id")]
     status_code=201,
     response_model=Account,
     summary="Create an account and its USD wallet",
-    responses=problem_responses(409, 413, 422, 429),
+    responses=problem_responses(400, 409, 413, 422, 429),
 )
 async def create_account(
     res: ResourcesDep,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path
+from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from api import serialize
@@ -19,33 +21,107 @@ from api.deps import (
     Wait,
     problem_responses,
 )
+from api.errors import field_errors
 from api.jsonbody import JsonRoute
+from api.resources import Resources
 from api.responses import JSON
 from api.routes.common import long_poll, operation_accepted
-from api.schemas import Batch, BatchCreate, BatchValidation, OperationPage
-from shared.errors import FieldError, NotFound, ValidationFailed
+from api.schemas import (
+    Batch,
+    BatchCreate,
+    BatchItemCreate,
+    BatchValidation,
+    Currency,
+    OperationPage,
+)
+from shared.errors import FieldError, NotFound, UnsupportedCurrency, ValidationFailed
 from shared.intake import repository as repo
 from shared.intake import service as intake
 from shared.intake.repository import Record
-from shared.money import SUPPORTED_CURRENCIES
+from shared.money import CURRENCY, SUPPORTED_CURRENCIES
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
 
 BatchId = Annotated[UUID, Path(description="Batch id")]
 
 
-def _items(body: BatchCreate) -> list[intake.BatchItem]:
-    unsupported = [
-        FieldError(["body", "items", index, "currency"], 'Only "USD" is supported')
-        for index, item in enumerate(body.items)
-        if item.currency not in SUPPORTED_CURRENCIES
-    ]
-    if unsupported:
-        raise ValidationFailed(unsupported, "Some items have an unsupported currency")
-    return [
-        intake.BatchItem(item.wallet_id, item.amount, item.currency, item.reference)
-        for item in body.items
-    ]
+_ITEMS: TypeAdapter[list[BatchItemCreate]] = TypeAdapter(list[BatchItemCreate])
+_ITEM: TypeAdapter[BatchItemCreate] = TypeAdapter(BatchItemCreate)
+_WALLET_ID: TypeAdapter[UUID] = TypeAdapter(UUID)
+_CURRENCY: TypeAdapter[str] = TypeAdapter(Currency)
+_UNSUPPORTED = 'Only "USD" is supported'
+
+
+def _batch_item(item: BatchItemCreate) -> intake.BatchItem:
+    return intake.BatchItem(item.wallet_id, item.amount, item.currency, item.reference)
+
+
+def _salvage(value: object) -> tuple[UUID | None, str | None]:
+    """The wallet id and currency of a malformed item, where they are well formed."""
+    if not isinstance(value, dict):
+        return None, None
+    wallet: UUID | None = None
+    currency: str | None = None
+    with contextlib.suppress(ValidationError):
+        wallet = _WALLET_ID.validate_python(value.get("wallet_id"))
+    with contextlib.suppress(ValidationError):
+        currency = _CURRENCY.validate_python(value.get("currency", CURRENCY))
+    return wallet, currency
+
+
+async def _items(res: Resources, tenant: UUID, raw: list[Any]) -> list[intake.BatchItem]:
+    """The batch's items, or a 422 naming every bad item in one answer: malformed ones,
+    ones in another currency and ones naming a wallet the tenant does not have.
+
+    When the only faults are currencies the code is `unsupported_currency`, as for a
+    single operation; with any other fault it is `validation_error`, the currencies
+    named among the rest. When every item is well formed, the wallets are checked by the
+    intake itself, in the transaction that accepts the batch.
+    """
+    try:
+        parsed = _ITEMS.validate_python(raw)
+    except ValidationError:
+        pass
+    else:
+        if all(item.currency in SUPPORTED_CURRENCIES for item in parsed):
+            return [_batch_item(item) for item in parsed]
+
+    errors: list[tuple[int, FieldError]] = []
+    currencies = 0
+    wallets: dict[int, UUID] = {}
+    for index, value in enumerate(raw):
+        here: list[str | int] = ["body", "items", index]
+        wallet: UUID | None
+        currency: str | None
+        try:
+            item = _ITEM.validate_python(value)
+        except ValidationError as exc:
+            located = [{**e, "loc": (*here, *e["loc"])} for e in exc.errors(include_url=False)]
+            errors += [(index, error) for error in field_errors(located)]
+            wallet, currency = _salvage(value)
+        else:
+            wallet, currency = item.wallet_id, item.currency
+        if currency is not None and currency not in SUPPORTED_CURRENCIES:
+            errors.append((index, FieldError([*here, "currency"], _UNSUPPORTED)))
+            currencies += 1
+        if wallet is not None:
+            wallets[index] = wallet
+    if wallets:
+        async with res.pool.acquire() as conn:
+            known = await repo.tenant_wallet_ids(conn, list(set(wallets.values())), tenant)
+        errors += [
+            (index, FieldError(["body", "items", index, "wallet_id"], f"Wallet {wallet} not found"))
+            for index, wallet in wallets.items()
+            if wallet not in known
+        ]
+    errors.sort(key=lambda error: error[0])  # stable: an item's own faults stay in order
+    bad = len({index for index, _ in errors})
+    listed = [error for _, error in errors]
+    if currencies == len(errors):
+        raise UnsupportedCurrency(
+            f"{bad} item(s) have a currency other than USD; nothing was accepted", listed
+        )
+    raise ValidationFailed(listed, f"{bad} item(s) are not valid; nothing was accepted")
 
 
 @router.post(
@@ -62,7 +138,7 @@ async def create_batch(
     body: BatchCreate,
     idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    items = _items(body)
+    items = await _items(res, tenant, body.items)
     accepted = await intake.create_batch(
         res.pool, tenant_id=tenant, idempotency_key=idempotency_key, items=items, request_id=req_id
     )
@@ -87,7 +163,7 @@ async def create_batch(
     responses=problem_responses(413, 422, 429),
 )
 async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate) -> Response:
-    items = _items(body)
+    items = await _items(res, tenant, body.items)
     await intake.validate_batch(res.pool, tenant_id=tenant, items=items)
     return JSON({"valid": True, "total": len(items)})
 

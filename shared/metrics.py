@@ -52,6 +52,10 @@ drain_operations = Histogram(
     "Operations applied per drain",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
+internal_errors = Counter(
+    "paysys_internal_errors",
+    "Operations failed with internal_error: the database or the code refused to apply them",
+)
 sweeper_redispatches = Counter(
     "paysys_sweeper_redispatches", "Wake-ups re-sent for operations left pending"
 )

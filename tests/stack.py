@@ -112,9 +112,11 @@ class Service:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at_byte = 0  # where this start's lines begin in the log
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        self.started_at_byte = log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "paysys", *self.args],
             env={**os.environ, **self.env},
@@ -156,10 +158,19 @@ class Service:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_since_start(self) -> str:
+        """What the process logged since it was last started."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as handle:
+            handle.seek(self.started_at_byte)
+            return handle.read().decode(errors="replace")
+
     def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        """Wait for `text` among the lines logged since the last start."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log():
+            if text in self.log_since_start():
                 return
             if not self.running():
                 raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")

@@ -184,6 +184,12 @@ def test_user_balance_never_below_zero(scratch: psycopg2.extensions.connection) 
     assert "ck_wallet_balance_non_negative" in error
 
 
+def test_user_balance_never_above_the_limit(scratch: psycopg2.extensions.connection) -> None:
+    wallet = Ledger(scratch).wallet()
+    error = refused(scratch, "UPDATE wallet SET balance = 100000000000000 WHERE id = %s", wallet)
+    assert "ck_wallet_balance_limit" in error
+
+
 def test_amounts_must_be_positive_and_bounded(scratch: psycopg2.extensions.connection) -> None:
     ledger = Ledger(scratch)
     wallet = ledger.wallet()

@@ -7,8 +7,10 @@ The rules, and how each is kept:
    `status = 'pending'` and the count must match). A redelivered or duplicate wake-up finds
    nothing pending and does nothing; a crash before COMMIT leaves everything pending.
 2. Atomic. All of an operation's postings are written in its drain's transaction, or none.
-3. No negative balance. A transfer whose source cannot cover it fails with
-   `insufficient_funds` and moves nothing; the schema refuses a negative user balance too.
+3. No negative balance, and none over the limit. A transfer whose source cannot cover it
+   fails with `insufficient_funds` and moves nothing; a credit that would take a user
+   wallet above `MAX_BALANCE` fails with `balance_limit_exceeded`. The schema refuses
+   both too.
 4. Double entry. Each ledger transaction has two postings summing to zero; replenishments
    are balanced against a funding wallet (the schema checks it per statement).
 5. Serial per wallet, in acceptance order. A drain first claims wallets' queues (an
@@ -21,6 +23,15 @@ The rules, and how each is kept:
 
 One drain applies many operations, of many wallets, in one transaction: that is what makes
 a hot wallet or a bulk batch cheap (one lock, one commit, a few bulk statements).
+
+6. One bad operation stalls nobody. If the database refuses a drain's writes (a
+   constraint, a trigger, a value out of range) or the code fails on one operation, the
+   writes are rolled back to a savepoint taken after the claims and locks, and the
+   operation at fault is found by trying ever shorter prefixes of the drain (each in a
+   savepoint of its own, rolled back). It ends `failed` with `internal_error`, its cause
+   logged; everything else of the drain, its own wallet's later operations included, is
+   applied as usual. A lost connection or a lock conflict is not such a fault: the drain
+   rolls back whole and is retried.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg2
+
 from shared import metrics
 from shared.db import Cursor, transaction
 from shared.ids import uuid7
@@ -42,6 +55,18 @@ from shared.money import format_cents
 log = logging.getLogger("paysys.ledger")
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
+BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+INTERNAL_ERROR = "internal_error"
+INTERNAL_ERROR_MESSAGE = (
+    "The operation could not be applied because of an internal error; nothing moved"
+)
+# 999,999,999,999.99: far below what a BIGINT of cents holds, whatever is added to it.
+MAX_BALANCE = 99_999_999_999_999
+# A drain that finds more operations at fault than this gives up (and is retried): so
+# many at once is a fault of the drain, not of its operations.
+MAX_FAULTY_PER_DRAIN = 16
+# Failures that say nothing about the operations: the work is retried as it is.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
 SMALL_DRAIN = 32
 PAUSE_AFTER_SMALL_DRAIN = 0.005
 
@@ -54,6 +79,8 @@ class DrainResult:
     # Each operation applied, in order: the operation, its status and its error code.
     outcomes: list[tuple[PendingOperation, str, str | None]] = field(default_factory=list)
     batch_ids: set[uuid.UUID] = field(default_factory=set)
+    # Operations that failed with internal_error, and why (for the log only).
+    faulty: dict[uuid.UUID, Exception] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:
@@ -95,27 +122,41 @@ def apply(
     operations: list[PendingOperation],
     wallets: dict[uuid.UUID, WalletState],
     funding: WalletState | None,
+    faulty: frozenset[uuid.UUID] = frozenset(),
 ) -> _Book:
-    """Decide each operation's outcome, in order, against the locked balances."""
+    """Decide each operation's outcome, in order, against the locked balances (which it
+    updates). Operations in `faulty` fail with `internal_error`."""
     if funding is not None:
         wallets = {**wallets, funding.id: funding}
     book = _Book(wallets)
     for op in operations:
+        if op.id in faulty:
+            book.fail(op, INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE)
+            continue
         if op.type == "replenishment":
             assert op.wallet_id is not None and funding is not None
-            book.post(op, [(funding.id, -op.amount), (op.wallet_id, op.amount)])
-            continue
-        assert op.from_wallet_id is not None and op.to_wallet_id is not None
-        source = wallets[op.from_wallet_id]
-        if source.balance < op.amount:
+            source_id, destination_id = funding.id, op.wallet_id
+        else:
+            assert op.from_wallet_id is not None and op.to_wallet_id is not None
+            source_id, destination_id = op.from_wallet_id, op.to_wallet_id
+            source = wallets[source_id]
+            if source.balance < op.amount:
+                book.fail(
+                    op,
+                    INSUFFICIENT_FUNDS,
+                    f"The source wallet's balance ({format_cents(source.balance)}) "
+                    f"does not cover {format_cents(op.amount)}",
+                )
+                continue
+        destination = wallets[destination_id]
+        if destination.balance + op.amount > MAX_BALANCE:
             book.fail(
                 op,
-                INSUFFICIENT_FUNDS,
-                f"The source wallet's balance ({format_cents(source.balance)}) "
-                f"does not cover {format_cents(op.amount)}",
+                BALANCE_LIMIT_EXCEEDED,
+                f"The credit would take the wallet above {format_cents(MAX_BALANCE)}",
             )
             continue
-        book.post(op, [(op.from_wallet_id, -op.amount), (op.to_wallet_id, op.amount)])
+        book.post(op, [(source_id, -op.amount), (destination_id, op.amount)])
     return book
 
 
@@ -131,6 +172,77 @@ def interleave(operations: list[PendingOperation]) -> list[PendingOperation]:
         keyed.append((key, op))
     keyed.sort(key=lambda pair: pair[0])  # stable: ties keep queue order
     return [op for _, op in keyed]
+
+
+@dataclass(slots=True)
+class _Locked:
+    """What a drain claimed and locked: its operations, in application order, and the
+    balances as they were when locked (each attempt to apply starts from these)."""
+
+    operations: list[PendingOperation]
+    wallets: list[tuple[uuid.UUID, int, int]]
+    funding: tuple[uuid.UUID, int, int] | None
+
+    def write(
+        self, cur: Cursor, count: int | None = None, faulty: frozenset[uuid.UUID] = frozenset()
+    ) -> _Book:
+        """Apply the first `count` operations (all by default) and write the outcome."""
+        operations = self.operations if count is None else self.operations[:count]
+        wallets = {w[0]: WalletState(*w) for w in self.wallets}
+        funding = WalletState(*self.funding) if self.funding is not None else None
+        book = apply(operations, wallets, funding, faulty)
+        if book.transactions:
+            repo.insert_transactions(cur, book.transactions)
+            repo.insert_postings(cur, book.postings)
+            repo.update_wallets(
+                cur,
+                [(w, book.wallets[w].balance, book.wallets[w].entry_count) for w in book.touched],
+            )
+        if book.outcomes:
+            completed = repo.complete_operations(cur, book.outcomes)
+            if completed != len(book.outcomes):
+                # Someone else completed one of them: never write its postings twice.
+                raise RuntimeError(
+                    f"expected to complete {len(book.outcomes)} operations, completed {completed}"
+                )
+        return book
+
+    def attempt(
+        self, cur: Cursor, count: int | None = None, faulty: frozenset[uuid.UUID] = frozenset()
+    ) -> Exception | None:
+        """Whether `write` would succeed: tried in a savepoint, always rolled back."""
+        cur.execute("SAVEPOINT attempt")
+        try:
+            self.write(cur, count, faulty)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            return exc
+        finally:
+            cur.execute("ROLLBACK TO SAVEPOINT attempt")
+        return None
+
+    def find_faulty(self, cur: Cursor, error: Exception) -> dict[uuid.UUID, Exception]:
+        """The operations that make writing fail, each with its error: the shortest failing
+        prefix ends with one; fail it, and look again until the whole drain writes."""
+        faulty: dict[uuid.UUID, Exception] = {}
+        while True:
+            ok, failing = 0, len(self.operations)  # a prefix of `failing` is known to fail
+            while failing - ok > 1:
+                middle = (ok + failing) // 2
+                exc = self.attempt(cur, middle, frozenset(faulty))
+                if exc is None:
+                    ok = middle
+                else:
+                    failing, error = middle, exc
+            culprit = self.operations[failing - 1]
+            if culprit.id in faulty or len(faulty) >= MAX_FAULTY_PER_DRAIN:
+                raise error  # failing it does not help: not the operation's fault
+            faulty[culprit.id] = error
+            next_error = self.attempt(cur, None, frozenset(faulty))
+            if next_error is None:
+                return faulty
+            error = next_error
 
 
 def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
@@ -159,25 +271,28 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
             f"operations name wallets that are not user wallets: "
             f"{sorted(map(str, wallet_ids - wallets.keys()))}"
         )
+    locked = _Locked(
+        operations,
+        [(w.id, w.balance, w.entry_count) for w in wallets.values()],
+        (funding.id, funding.balance, funding.entry_count) if funding is not None else None,
+    )
 
-    book = apply(operations, wallets, funding)
-    if book.transactions:
-        repo.insert_transactions(cur, book.transactions)
-        repo.insert_postings(cur, book.postings)
-        repo.update_wallets(
-            cur,
-            [(w, book.wallets[w].balance, book.wallets[w].entry_count) for w in book.touched],
-        )
-    completed = repo.complete_operations(cur, book.outcomes)
-    if completed != len(book.outcomes):
-        # Someone else completed one of them: never write its postings twice.
-        raise RuntimeError(
-            f"expected to complete {len(book.outcomes)} operations, completed {completed}"
-        )
+    # The claims and locks above outlive a rollback to this savepoint.
+    cur.execute("SAVEPOINT drain")
+    faulty: dict[uuid.UUID, Exception] = {}
+    try:
+        book = locked.write(cur)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT drain")
+        faulty = locked.find_faulty(cur, exc)
+        book = locked.write(cur, faulty=frozenset(faulty))
     result.outcomes = [  # the book holds one outcome per operation, in their order
         (op, status, error_code)
         for op, (_, status, error_code, _) in zip(operations, book.outcomes, strict=True)
     ]
+    result.faulty = faulty
     result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
     return result
 
@@ -189,6 +304,8 @@ def _record(result: DrainResult, seconds: float) -> None:
     for operation, status, _ in result.outcomes:
         metrics.operations_completed.labels(operation.type, status).inc()
         metrics.accept_to_final.observe((now - operation.created_at).total_seconds())
+    if result.faulty:
+        metrics.internal_errors.inc(len(result.faulty))
 
 
 def drain_round(
@@ -208,6 +325,20 @@ def drain_round(
             result.claimed_wallets,
         )
         for operation, status, error_code in result.outcomes:
+            if operation.id in result.faulty:
+                cause = result.faulty[operation.id]
+                log.error(
+                    "operation could not be applied: %s: %s",
+                    type(cause).__name__,
+                    str(cause).strip(),
+                    extra={
+                        "operation_id": str(operation.id),
+                        "type": operation.type,
+                        "request_id": operation.request_id,
+                        "tenant_id": str(operation.tenant_id),
+                    },
+                    exc_info=cause,
+                )
             log.info(
                 "operation %s",
                 status,

@@ -10,9 +10,13 @@
         print(transfer.status, paysys.get_wallet(alice.wallet.id).balance)
 
 Money-moving calls get an Idempotency-Key of their own unless one is given, and are
-retried with that same key on network errors, 503, 409 (the same key still in flight) and
-429, so a retry never moves money twice. Amounts are `Decimal`s (or strings, or ints);
-floats are refused.
+retried with that same key on network errors, 503 (a dependency down, or `overloaded`),
+409 (the same key still in flight) and 429, so a retry never moves money twice. A retry
+waits at least the server's Retry-After; all the retries of one call wait at most
+`max_retry_wait` seconds in total, after which the last answer is raised. An operation or
+batch whose request was a replay of an earlier one with the same key (the server said
+`Idempotent-Replayed: true`) has `replayed` set. Amounts are `Decimal`s (or strings, or
+ints); floats are refused.
 """
 
 from __future__ import annotations
@@ -145,6 +149,8 @@ class Operation:
     created_at: datetime
     completed_at: datetime | None
     client: Paysys | None = field(default=None, repr=False, compare=False)
+    # This answer was a replay: the operation was created by an earlier request.
+    replayed: bool = field(default=False, compare=False)
 
     @property
     def final(self) -> bool:
@@ -156,7 +162,9 @@ class Operation:
         return self.client.wait_operation(self.id, timeout=timeout)
 
     @classmethod
-    def parse(cls, data: dict[str, Any], client: Paysys | None = None) -> Operation:
+    def parse(
+        cls, data: dict[str, Any], client: Paysys | None = None, *, replayed: bool = False
+    ) -> Operation:
         return cls(
             data["id"],
             data["type"],
@@ -173,6 +181,7 @@ class Operation:
             _time(data["created_at"]),
             _maybe_time(data["completed_at"]),
             client,
+            replayed,
         )
 
 
@@ -187,6 +196,8 @@ class Batch:
     created_at: datetime
     completed_at: datetime | None
     client: Paysys | None = field(default=None, repr=False, compare=False)
+    # This answer was a replay: the batch was accepted by an earlier request.
+    replayed: bool = field(default=False, compare=False)
 
     def wait(self, timeout: float = 600) -> Batch:
         """The batch once no item is pending (long polls; raises TimeoutError)."""
@@ -194,7 +205,9 @@ class Batch:
         return self.client.wait_batch(self.id, timeout=timeout)
 
     @classmethod
-    def parse(cls, data: dict[str, Any], client: Paysys | None = None) -> Batch:
+    def parse(
+        cls, data: dict[str, Any], client: Paysys | None = None, *, replayed: bool = False
+    ) -> Batch:
         return cls(
             data["id"],
             data["status"],
@@ -205,6 +218,7 @@ class Batch:
             _time(data["created_at"]),
             _maybe_time(data["completed_at"]),
             client,
+            replayed,
         )
 
 
@@ -237,11 +251,14 @@ class Paysys:
         *,
         timeout: float = 40.0,
         retries: int = 6,
+        max_retry_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ):
+        self.url = url.rstrip("/")
         self.retries = retries
+        self.max_retry_wait = max_retry_wait
         self._http = httpx.Client(
-            base_url=url.rstrip("/"),
+            base_url=self.url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "paysys-python"},
             timeout=timeout,
             transport=transport,
@@ -268,8 +285,25 @@ class Paysys:
         idempotency_key: str | None = None,
         retry: bool = True,
     ) -> tuple[int, Any]:
+        response = self._send(
+            method, path, json=json, params=params, idempotency_key=idempotency_key, retry=retry
+        )
+        return response.status_code, response.json()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """The answer to a request, retried as the module says; ApiError for a 4xx/5xx."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         attempt = 0
+        waited = 0.0
         while True:
             attempt += 1
             try:
@@ -277,27 +311,38 @@ class Paysys:
                     method, path, json=json, params=params, headers=headers
                 )
             except httpx.TransportError:
-                if not retry or attempt > self.retries:
+                delay = self._delay(attempt, None)
+                if not retry or attempt > self.retries or waited + delay > self.max_retry_wait:
                     raise
-                self._sleep(attempt, None)
+                time.sleep(delay)
+                waited += delay
                 continue
             if response.status_code in RETRY_STATUSES and retry and attempt <= self.retries:
-                self._sleep(attempt, response.headers.get("Retry-After"))
-                continue
+                delay = self._delay(attempt, response.headers.get("Retry-After"))
+                # A Retry-After beyond what is left of the budget: give up now rather than
+                # ask again early (an overloaded server would only say the same).
+                if waited + delay <= self.max_retry_wait:
+                    time.sleep(delay)
+                    waited += delay
+                    continue
             if response.status_code >= 400:
                 try:
                     body = response.json()
                 except ValueError:
                     body = {"detail": response.text}
                 raise ApiError(response.status_code, body)
-            return response.status_code, response.json()
+            return response
 
     @staticmethod
-    def _sleep(attempt: int, retry_after: str | None) -> None:
-        delay = min(8.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random())
+    def _delay(attempt: int, retry_after: str | None) -> float:
+        delay = min(8.0, 0.1 * 2.0 ** (attempt - 1)) * (0.5 + random.random())
         if retry_after and retry_after.isdigit():
             delay = max(delay, float(retry_after))
-        time.sleep(delay)
+        return delay
+
+    @staticmethod
+    def _replayed(response: httpx.Response) -> bool:
+        return str(response.headers.get("Idempotent-Replayed", "")).lower() == "true"
 
     @staticmethod
     def _key(given: str | None) -> str:
@@ -347,13 +392,13 @@ class Paysys:
         payload: dict[str, Any] = {"amount": _amount(amount)}
         if reference is not None:
             payload["reference"] = reference
-        _, body = self._request(
+        response = self._send(
             "POST",
             f"/v1/wallets/{wallet_id}/replenishments",
             json=payload,
             idempotency_key=self._key(idempotency_key),
         )
-        return Operation.parse(body, self)
+        return Operation.parse(response.json(), self, replayed=self._replayed(response))
 
     def transfer(
         self,
@@ -371,10 +416,10 @@ class Paysys:
         }
         if reference is not None:
             payload["reference"] = reference
-        _, body = self._request(
+        response = self._send(
             "POST", "/v1/transfers", json=payload, idempotency_key=self._key(idempotency_key)
         )
-        return Operation.parse(body, self)
+        return Operation.parse(response.json(), self, replayed=self._replayed(response))
 
     def get_operation(self, operation_id: str, *, wait: float | None = None) -> Operation:
         params = {"wait": wait} if wait else None
@@ -395,13 +440,13 @@ class Paysys:
     # --- batches -------------------------------------------------------------------------
 
     def create_batch(self, items: list[BatchItem], *, idempotency_key: str | None = None) -> Batch:
-        _, body = self._request(
+        response = self._send(
             "POST",
             "/v1/replenishment-batches",
             json={"items": [i.as_json() for i in items]},
             idempotency_key=self._key(idempotency_key),
         )
-        return Batch.parse(body, self)
+        return Batch.parse(response.json(), self, replayed=self._replayed(response))
 
     def validate_batch(self, items: list[BatchItem]) -> None:
         """Raise ApiError (422, naming the bad items) unless the batch would be accepted."""

@@ -2,29 +2,34 @@
 
 The file is streamed, never held whole, and read three times:
 
-1. every row is checked locally (and the file's SHA-256 taken); any bad row is reported
-   with its line number and the reason, and nothing is submitted;
-2. each chunk is checked by the API without being accepted
+1. every row is checked locally;
+2. the well-formed rows are checked by the API without being accepted
    (`POST /v1/replenishment-batch-validations`), which catches wallets the tenant does not
-   have, again before anything is submitted;
+   have. Both passes run whatever the other finds, so one run reports every bad row (with
+   its line number and the reason), and then nothing is submitted;
 3. the chunks are submitted as replenishment batches. Each chunk's Idempotency-Key is
-   derived from the file's digest and the chunk's position, so running the command again
-   after a crash or Ctrl-C replays what was already accepted instead of replenishing twice.
+   derived from that chunk's own rows and its position (and `--run-id`, if given), so
+   running the command again after a crash or Ctrl-C replays the chunks already accepted
+   instead of replenishing twice, even if a later row was corrected in between. A new
+   `--run-id` imports the same file again on purpose.
 
-Then it waits for every batch to complete, with progress bars, prints a summary, and exits
-non-zero if any item failed.
+Then it waits for every batch to complete, with progress bars, says which chunks were
+replays of earlier runs, prints a summary, and exits non-zero if any item failed.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,7 +49,6 @@ class Row:
 @dataclass
 class Scan:
     rows: int
-    digest: str
     errors: list[tuple[int, str]]
 
 
@@ -80,18 +84,18 @@ def parse_row(line: int, fields: list[str]) -> Row:
     return Row(line, BatchItem(wallet_id, format_cents(cents), reference))
 
 
+def _data_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    for line, fields in _rows(path):
+        if fields and not (line == 1 and _is_header(fields)):
+            yield line, fields
+
+
 def scan(path: Path) -> Scan:
-    """Pass 1: check every row and take the file's digest."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    """Pass 1: check every row locally."""
     errors: list[tuple[int, str]] = []
     rows = 0
     try:
-        for line, fields in _rows(path):
-            if not fields or (line == 1 and _is_header(fields)):
-                continue
+        for line, fields in _data_rows(path):
             rows += 1
             try:
                 parse_row(line, fields)
@@ -101,15 +105,23 @@ def scan(path: Path) -> Scan:
         errors.append((0, f"the file is not UTF-8: {exc}"))
     except csv.Error as exc:
         errors.append((0, f"the file is not valid CSV: {exc}"))
-    return Scan(rows, digest.hexdigest(), errors)
+    return Scan(rows, errors)
 
 
-def chunks(path: Path, size: int = CHUNK) -> Iterator[list[Row]]:
-    chunk: list[Row] = []
-    for line, fields in _rows(path):
-        if not fields or (line == 1 and _is_header(fields)):
+def _well_formed(path: Path) -> Iterator[Row]:
+    """The rows that pass the local checks (call `scan` first: this one stops at a file
+    that is not UTF-8 or not CSV)."""
+    for line, fields in _data_rows(path):
+        try:
+            yield parse_row(line, fields)
+        except ValueError:
             continue
-        chunk.append(parse_row(line, fields))
+
+
+def _chunked(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -117,42 +129,124 @@ def chunks(path: Path, size: int = CHUNK) -> Iterator[list[Row]]:
         yield chunk
 
 
-def chunk_key(digest: str, index: int) -> str:
-    return f"csv-{digest[:48]}-{index}"
+def chunks(path: Path, size: int = CHUNK) -> Iterator[list[Row]]:
+    """The rows in chunks of `size`; ValueError if a row is malformed."""
+    return _chunked((parse_row(line, fields) for line, fields in _data_rows(path)), size)
 
 
-def run(path: Path, client: Paysys, console: Console, chunk_size: int = CHUNK) -> int:
-    """The whole import; returns the process exit code."""
-    started = time.monotonic()
-    found = scan(path)
-    if found.errors:
-        for line, reason in found.errors:
-            console.print(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
-        console.print(f"[red]{len(found.errors)} bad row(s); nothing was submitted[/red]")
-        return 2
-    if found.rows == 0:
-        console.print("[red]no rows to submit[/red]")
-        return 2
+def chunk_key(rows: list[Row], index: int, run_id: str | None = None) -> str:
+    """The chunk's Idempotency-Key: its position and its own rows (as submitted), and the
+    run id. Not the whole file's: correcting a later row after a partial run must not
+    change the keys of the chunks already accepted, or they would be applied again."""
+    content = {
+        "run_id": run_id,
+        "index": index,
+        "items": [[r.item.wallet_id, str(r.item.amount), r.item.reference] for r in rows],
+    }
+    digest = hashlib.sha256(json.dumps(content, separators=(",", ":")).encode())
+    return f"csv-{index}-{digest.hexdigest()}"
 
+
+def check_wallets(path: Path, client: Paysys, chunk_size: int) -> list[tuple[int, str]]:
+    """Pass 2: what the API finds wrong with the well-formed rows (wallets the tenant does
+    not have, above all), by line."""
     bad: list[tuple[int, str]] = []
-    for chunk in chunks(path, chunk_size):
+    for chunk in _chunked(_well_formed(path), chunk_size):
         try:
             client.validate_batch([row.item for row in chunk])
         except ApiError as exc:
             if exc.status != 422:
                 raise
-            for error in exc.errors:
+            for error in exc.errors or [{"msg": exc.detail}]:
                 loc = error.get("loc", [])
                 index = loc[2] if len(loc) > 2 and isinstance(loc[2], int) else None
                 line = chunk[index].line if index is not None and index < len(chunk) else 0
-                bad.append((line, error.get("msg", exc.detail)))
+                bad.append((line, str(error.get("msg", exc.detail))))
+    return bad
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """Why a request got no answer, in a few words ("connection refused")."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc)) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+class FileChanged(Exception):
+    """A row that passed the checks no longer does: the file was edited meanwhile."""
+
+
+def _say(console: Console, text: str, style: str | None = None) -> None:
+    # Rows and server messages are data: a "[x]" in them is not console markup. One line
+    # each, however long, so that the output can be searched by line.
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def run(
+    path: Path,
+    client: Paysys,
+    console: Console,
+    chunk_size: int = CHUNK,
+    run_id: str | None = None,
+) -> int:
+    """The whole import; returns the process exit code: 0 when every item succeeded, 1
+    when some failed, 2 for bad rows (nothing submitted), 3 when paysys could not be
+    reached or refused a request, 130 when interrupted."""
+    accepted: list[Batch] = []
+    try:
+        return _run(path, client, console, chunk_size, run_id, accepted)
+    except httpx.TransportError as exc:
+        _say(console, f"cannot reach paysys at {client.url}: {_reason(exc)}", "red")
+        code = 3
+    except ApiError as exc:
+        _say(console, f"paysys at {client.url} refused a request: {exc}", "red")
+        code = 3
+    except FileChanged as exc:
+        _say(console, f"{path} changed during the import: {exc}", "red")
+        code = 3
+    except KeyboardInterrupt:
+        _say(console, "interrupted", "red")
+        code = 130
+    if accepted:
+        _say(
+            console,
+            f"{len(accepted)} batch(es) were accepted and will be applied. Run the same "
+            "command again to finish the import: what was accepted is replayed, not "
+            "replenished twice.",
+        )
+    return code
+
+
+def _checked_chunks(path: Path, chunk_size: int) -> Iterator[list[Row]]:
+    try:
+        yield from chunks(path, chunk_size)
+    except (ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+        raise FileChanged(str(exc)) from None
+
+
+def _run(
+    path: Path,
+    client: Paysys,
+    console: Console,
+    chunk_size: int,
+    run_id: str | None,
+    batches: list[Batch],
+) -> int:
+    started = time.monotonic()
+    found = scan(path)
+    unreadable = any(line == 0 for line, _ in found.errors)
+    bad = found.errors + ([] if unreadable else check_wallets(path, client, chunk_size))
     if bad:
-        for line, reason in bad:
-            console.print(f"{path}:{line}: {reason}")
-        console.print(f"[red]{len(bad)} bad row(s); nothing was submitted[/red]")
+        for line, reason in sorted(bad, key=lambda error: error[0]):
+            _say(console, f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+        rows = len({line for line, _ in bad})
+        _say(console, f"{rows} bad row(s); nothing was submitted", "red")
+        return 2
+    if found.rows == 0:
+        _say(console, "no rows to submit", "red")
         return 2
 
-    batches: list[Batch] = []
     columns = (
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -162,14 +256,15 @@ def run(path: Path, client: Paysys, console: Console, chunk_size: int = CHUNK) -
     with Progress(*columns, console=console) as progress:
         submitting = progress.add_task("submitted", total=found.rows)
         applying = progress.add_task("applied", total=found.rows)
-        for index, chunk in enumerate(chunks(path, chunk_size)):
+        for index, chunk in enumerate(_checked_chunks(path, chunk_size)):
             batch = client.create_batch(
-                [row.item for row in chunk], idempotency_key=chunk_key(found.digest, index)
+                [row.item for row in chunk], idempotency_key=chunk_key(chunk, index, run_id)
             )
             batches.append(batch)
             progress.advance(submitting, len(chunk))
+        replayed = [b for b in batches if b.replayed]
         while True:
-            batches = [
+            batches[:] = [
                 b if b.status == "completed" else client.get_batch(b.id, wait=1) for b in batches
             ]
             done = sum(b.succeeded + b.failed for b in batches)
@@ -177,11 +272,20 @@ def run(path: Path, client: Paysys, console: Console, chunk_size: int = CHUNK) -
             if all(b.status == "completed" for b in batches):
                 break
 
+    if replayed:
+        _say(
+            console,
+            f"{len(replayed)} of {len(batches)} chunk(s) had already been accepted by an "
+            "earlier run (replayed, nothing of them applied twice): batch(es) "
+            + ", ".join(b.id for b in replayed)
+            + ". To import the same rows again on purpose, give a new --run-id.",
+        )
     elapsed = time.monotonic() - started
     succeeded = sum(b.succeeded for b in batches)
     failed = sum(b.failed for b in batches)
-    console.print(
+    _say(
+        console,
         f"items {found.rows}  succeeded {succeeded}  failed {failed}  "
-        f"elapsed {elapsed:.1f}s  {found.rows / elapsed:.0f} items/s"
+        f"elapsed {elapsed:.1f}s  {found.rows / elapsed:.0f} items/s",
     )
     return 1 if failed else 0

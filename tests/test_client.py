@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -98,3 +99,86 @@ def test_a_lost_response_is_retried_without_doing_it_twice(api: Api, lost: str) 
     assert [a["name"] for a in api.get("/v1/accounts").json()["items"]] == ["Retry"]
     assert api.balance(wallet) == Decimal("7.00")
     assert len(api.postings(wallet)) == 1
+
+
+def test_a_replay_is_flagged_and_moves_nothing(client: Paysys) -> None:
+    wallet = client.create_account("Replay").wallet.id
+    items = [BatchItem(wallet, "1.50"), BatchItem(wallet, "2.50")]
+    first = client.create_batch(items, idempotency_key="batch-replay-1")
+    again = client.create_batch(items, idempotency_key="batch-replay-1")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.id == first.id
+    top_up = client.replenish(wallet, "1.00", idempotency_key="top-up-replay-1")
+    repeat = client.replenish(wallet, "1.00", idempotency_key="top-up-replay-1")
+    assert (top_up.replayed, repeat.replayed, repeat.id) == (False, True, top_up.id)
+    first.wait(timeout=60)
+    top_up.wait()
+    assert client.get_wallet(wallet).balance == Decimal("5.00")
+
+
+class OverloadedFirst(httpx.HTTPTransport):
+    """The real server behind it, except that the first `times` requests to `path_part`
+    are answered as a server over its backlog bound answers: 503 overloaded, with
+    Retry-After (never reaching the server, as an overloaded server accepts nothing)."""
+
+    def __init__(self, path_part: str, times: int, retry_after: int) -> None:
+        super().__init__()
+        self.path_part = path_part
+        self.times = times
+        self.retry_after = retry_after
+        self.refused: list[float] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.path_part in request.url.path and len(self.refused) < self.times:
+            self.refused.append(time.monotonic())
+            return httpx.Response(
+                503,
+                headers={
+                    "Retry-After": str(self.retry_after),
+                    "Content-Type": "application/problem+json",
+                },
+                json={
+                    "type": "https://paysys.dev/problems/overloaded",
+                    "title": "Overloaded",
+                    "status": 503,
+                    "detail": "The backlog of accepted work is over its bound; retry later",
+                    "code": "overloaded",
+                },
+                request=request,
+            )
+        return super().handle_request(request)
+
+
+def test_overloaded_is_retried_after_its_retry_after(api: Api) -> None:
+    transport = OverloadedFirst("/replenishment-batches", times=2, retry_after=1)
+    with Paysys(api.base_url, api.api_key, transport=transport) as client:
+        wallet = client.create_account("Overloaded").wallet.id
+        started = time.monotonic()
+        batch = client.create_batch([BatchItem(wallet, "3.00")])
+        accepted_at = time.monotonic()
+        assert batch.wait(timeout=60).succeeded == 1
+    assert len(transport.refused) == 2
+    # Each retry waited at least the Retry-After (1 s), not the short first backoffs.
+    assert transport.refused[1] - transport.refused[0] >= 1.0
+    assert accepted_at - started >= 2.0
+    assert not batch.replayed
+    assert api.balance(wallet) == Decimal("3.00")
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "budget", "most"), [(1, 2.5, 4.0), (3600, 60.0, 1.0)], ids=["1s", "1h"]
+)
+def test_retrying_overloaded_stops_at_the_wait_budget(
+    api: Api, retry_after: int, budget: float, most: float
+) -> None:
+    transport = OverloadedFirst("/replenishments", times=100, retry_after=retry_after)
+    with Paysys(api.base_url, api.api_key, transport=transport, max_retry_wait=budget) as client:
+        wallet = client.create_account("Budget").wallet.id
+        started = time.monotonic()
+        with pytest.raises(ApiError) as info:
+            client.replenish(wallet, "1.00")
+        elapsed = time.monotonic() - started
+    assert (info.value.status, info.value.code) == (503, "overloaded")
+    assert elapsed < most  # never sleeps past the budget (nor an hour's Retry-After)
+    assert len(transport.refused) == (3 if retry_after == 1 else 1)
+    assert api.balance(wallet) == Decimal("0.00")

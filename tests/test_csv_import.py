@@ -13,9 +13,10 @@ from pathlib import Path
 import psycopg2.extensions
 
 from paysys.client import Paysys
-from paysys.csv_import import chunk_key, chunks, scan
+from paysys.csv_import import chunk_key, chunks
 from tests.conftest import query
 from tests.helpers import Api
+from tests.stack import free_port
 
 Conn = psycopg2.extensions.connection
 
@@ -74,6 +75,7 @@ def test_fifty_thousand_rows_then_a_second_run_adds_nothing(
     second = replenish_batch(api, path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "succeeded 50000" in second.stdout
+    assert "5 of 5 chunk(s) had already been accepted" in second.stdout, second.stdout
     assert operations_of(db, wallets) == 50_000  # replayed, not applied again
     assert sum((api.balance(w) for w in wallets), Decimal(0)) == sum(expected.values())
 
@@ -85,17 +87,61 @@ def test_a_run_cut_short_is_finished_by_the_next_without_doubling(
     path = tmp_path / "topups.csv"
     expected = write_csv(path, wallets, 2_500)
     # What a run killed after its first chunk leaves behind: that chunk, accepted.
-    digest = scan(path).digest
     first_chunk = next(chunks(path, 1_000))
     with Paysys(api.base_url, api.api_key) as client:
-        client.create_batch(
-            [row.item for row in first_chunk], idempotency_key=chunk_key(digest, 0)
+        first = client.create_batch(
+            [row.item for row in first_chunk], idempotency_key=chunk_key(first_chunk, 0)
         ).wait()
     result = replenish_batch(api, path, "--chunk-size", "1000")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 3 chunk(s) had already been accepted" in result.stdout, result.stdout
+    assert first.id in result.stdout
     assert operations_of(db, wallets) == 2_500
     for wallet in wallets:
         assert api.balance(wallet) == expected[wallet]
+
+
+def test_correcting_a_later_row_after_a_partial_run_applies_nothing_twice(
+    api: Api, db: Conn, tmp_path: Path
+) -> None:
+    wallets = [api.create_wallet(f"E{i}") for i in range(5)]
+    path = tmp_path / "topups.csv"
+    write_csv(path, wallets, 25)
+    # A run cut short after its first two chunks (of 10 rows)...
+    with Paysys(api.base_url, api.api_key) as client:
+        for index, chunk in enumerate(chunks(path, 10)):
+            if index < 2:
+                client.create_batch(
+                    [row.item for row in chunk], idempotency_key=chunk_key(chunk, index)
+                ).wait()
+    # ...then a row of the last chunk corrected (the header is line 1: row 23 is line 24).
+    lines = path.read_text().splitlines()
+    lines[23] = f"{wallets[0]},123.45,corrected"
+    path.write_text("\n".join(lines) + "\n")
+    expected = {w: Decimal(0) for w in wallets}
+    for row in (r for chunk in chunks(path, 10) for r in chunk):
+        expected[row.item.wallet_id] += Decimal(str(row.item.amount))
+
+    result = replenish_batch(api, path, "--chunk-size", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 of 3 chunk(s) had already been accepted" in result.stdout, result.stdout
+    assert operations_of(db, wallets) == 25
+    for wallet in wallets:
+        assert api.balance(wallet) == expected[wallet]
+
+
+def test_a_new_run_id_imports_the_same_file_again(api: Api, db: Conn, tmp_path: Path) -> None:
+    wallets = [api.create_wallet(f"I{i}") for i in range(3)]
+    path = tmp_path / "topups.csv"
+    expected = write_csv(path, wallets, 30)
+    for run_id in ("payroll-1", "payroll-2", "payroll-2"):
+        result = replenish_batch(api, path, "--chunk-size", "20", "--run-id", run_id)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 of 2 chunk(s) had already been accepted" in result.stdout  # payroll-2, again
+    assert operations_of(db, wallets) == 60
+    for wallet in wallets:
+        assert api.balance(wallet) == 2 * expected[wallet]
+    assert "--run-id TEXT" in replenish_batch(api, path, "--help").stdout
 
 
 def test_bad_rows_are_all_reported_and_nothing_is_submitted(
@@ -111,14 +157,56 @@ def test_bad_rows_are_all_reported_and_nothing_is_submitted(
         f"{wallet},2.00,ok\n"
         f"{wallet}\n"  # line 6: too few fields
         f"{wallet},1e3\n"  # line 7
+        "[bold]x[/bold],1.00\n"  # line 8: shown as written, not as console markup
     )
     result = replenish_batch(api, path)
     assert result.returncode == 2
-    for line in (2, 3, 4, 6, 7):
+    for line in (2, 3, 4, 6, 7, 8):
         assert f"bad.csv:{line}:" in result.stdout, result.stdout
     assert "bad.csv:1:" not in result.stdout and "bad.csv:5:" not in result.stdout
-    assert "nothing was submitted" in result.stdout
+    assert "'[bold]x[/bold]' is not a UUID" in result.stdout, result.stdout
+    assert "6 bad row(s); nothing was submitted" in result.stdout
     assert operations_of(db, [wallet]) == 0
+
+
+def test_malformed_rows_and_unknown_wallets_are_reported_in_one_pass(
+    api: Api, other_api: Api, db: Conn, tmp_path: Path
+) -> None:
+    mine = api.create_wallet()
+    theirs = other_api.create_wallet()
+    unknown = str(uuid.uuid4())
+    path = tmp_path / "mixed.csv"
+    lines = ["wallet_id,amount,reference"] + [f"{mine},1.00"] * 30
+    lines[3] = f"{mine},-1.00"  # malformed
+    lines[8] = f"{unknown},1.00"  # unknown wallet
+    lines[14] = "nope,1.00"  # malformed
+    lines[21] = f"{theirs},1.00"  # another tenant's wallet
+    lines[27] = f"{unknown},2.00,again"  # unknown wallet, in another chunk
+    path.write_text("\n".join(lines) + "\n")
+    result = replenish_batch(api, path, "--chunk-size", "10")
+    assert result.returncode == 2, result.stdout + result.stderr
+    reported = [line for line in result.stdout.splitlines() if line.startswith(f"{path}:")]
+    assert [line.split(":")[1] for line in reported] == ["4", "9", "15", "22", "28"], reported
+    assert f"Wallet {unknown} not found" in reported[1] and "UUID" in reported[2]
+    assert "5 bad row(s); nothing was submitted" in result.stdout
+    assert operations_of(db, [mine, theirs]) == 0
+
+
+def test_a_server_that_cannot_be_reached_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(f"{uuid.uuid4()},1.00\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
+        env={**os.environ, "PAYSYS_URL": url, "PAYSYS_API_KEY": "sk_" + "0" * 43},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"cannot reach paysys at {url}: connection refused" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_unknown_wallets_are_reported_by_line_and_nothing_is_submitted(

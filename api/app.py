@@ -21,8 +21,18 @@ from api.middleware import (
     RequestIdMiddleware,
 )
 from api.ratelimit import RateLimiter
-from api.resources import CompletionHub, Doorbell, KeyCache, Resources, create_pool
+from api.resources import (
+    AuthFailures,
+    BacklogGate,
+    CompletionHub,
+    Doorbell,
+    Every,
+    KeyCache,
+    Resources,
+    create_pool,
+)
 from api.routes import accounts, batches, health, operations, wallets
+from api.routes.health import backlog_gauges
 from api.schemas import Problem
 from shared.intake.service import WalletLanes
 from shared.queue import make_celery
@@ -59,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter = RateLimiter(
                 redis, settings.redis_prefix, settings.rate_limit, settings.rate_limit_burst
             )
+        backlog = BacklogGate(pool, settings.max_backlog_seconds)
         resources = Resources(
             settings=settings,
             pool=pool,
@@ -67,9 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hub=hub,
             limiter=limiter,
             keys=keys,
+            auth_failures=AuthFailures(settings.auth_failure_limit),
             lanes=WalletLanes(pool),
+            backlog=backlog,
+            gauges=Every(1.0, lambda: backlog_gauges(pool)),
         )
         resources.background.append(asyncio.create_task(hub.run()))
+        resources.background.append(asyncio.create_task(backlog.run()))
         app.state.resources = resources
         # Everything loaded so far lives as long as the process: take it out of the
         # collector's sight, or every full collection re-scans it (50-90 ms of stalled

@@ -169,7 +169,14 @@ class BodyLimitMiddleware:
 
 class AuthMiddleware:
     """`Authorization: Bearer <key>` on every /v1 route; puts the tenant in the scope,
-    then applies the key's rate limit."""
+    then applies the key's rate limit.
+
+    A bad key costs as little as possible: a key known to be unknown or revoked is refused
+    without a lookup (see `KeyCache`), and an address past its failed-authentication
+    limit (`AuthFailures`) is refused without one whatever key it sends, unless the key
+    was seen valid recently. The address is the connection's peer, or what a trusted
+    proxy forwarded (uvicorn's proxy headers, see `paysys api`).
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -179,25 +186,21 @@ class AuthMiddleware:
         if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
             await self.app(scope, receive, send)
             return
-        key = self._bearer(scope)
-        if key is None:
-            await _send_error(Unauthorized(), scope, receive, send)
-            return
         resources: Any = scope["app"].state.resources
-        digest = apikeys.hash_key(key)
-        row = resources.keys.get(digest)
+        client = scope.get("client")
+        address = client[0] if client else ""
+        key = self._bearer(scope)
+        row = resources.keys.get(apikeys.hash_key(key)) if key is not None else None
         if row is None:
             try:
-                async with resources.pool.acquire() as conn:
-                    row = await repo.tenant_for_key_hash(conn, digest)
+                row = await self._authenticate(resources, key, address)
+            except PaysysError as exc:
+                await _send_error(exc, scope, receive, send)
+                return
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("database unavailable during authentication: %r", exc)
                 await _send_error(ServiceUnavailable(), scope, receive, send)
                 return
-            if row is None:
-                await _send_error(Unauthorized("The API key is not valid"), scope, receive, send)
-                return
-            resources.keys.put(digest, row)
         scope.setdefault("state", {})["tenant_id"] = row["tenant_id"]
         limiter = resources.limiter
         if limiter is None:
@@ -226,6 +229,30 @@ class AuthMiddleware:
             return
         encoded = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
         await self.app(scope, receive, _adding_headers(send, encoded))
+
+    @staticmethod
+    async def _authenticate(resources: Any, key: str | None, address: str) -> Any:
+        """The key's row, for a key not in the cache of valid keys; or the refusal."""
+        failures = resources.auth_failures
+        digest = apikeys.hash_key(key) if key is not None else None
+        retry_after = failures.over(address)
+        if retry_after is not None and (digest is None or not resources.keys.known(digest)):
+            raise RateLimited(
+                "Too many failed authentications from this address; retry later",
+                headers={"Retry-After": str(retry_after)},
+            )
+        row = None
+        if digest is not None and not resources.keys.refused(digest):
+
+            async def fetch() -> Any:
+                async with resources.pool.acquire() as conn:
+                    return await repo.tenant_for_key_hash(conn, digest)
+
+            row = await resources.keys.lookup(digest, fetch)
+        if row is None:
+            failures.failed(address)
+            raise Unauthorized() if key is None else Unauthorized("The API key is not valid")
+        return row
 
     @staticmethod
     def _bearer(scope: Scope) -> str | None:

@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     rate_limit: str = ""
     rate_limit_burst: int | None = Field(default=None, ge=1)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # A request waits this long for a free database connection, then gets a 503.
+    db_pool_timeout: float = Field(default=3.0, gt=0)
+    # Money-moving POSTs are refused (503 overloaded) while the oldest pending operation
+    # is older than this many seconds; 0 accepts whatever the backlog.
+    max_backlog_seconds: float = Field(default=60.0, ge=0)
+    # Failed authentications per client address (limits notation), past which requests
+    # from that address without a valid key get 429 without any database work.
+    auth_failure_limit: str = "20/second"
+    # Comma-separated addresses (or networks) of proxies whose X-Forwarded-For is
+    # believed; empty: the client address is always the connection's peer.
+    trusted_proxies: str = ""
+    # Long polls one tenant may have waiting at once in one API process; past it a long
+    # poll answers at once with the current state.
+    long_poll_max_per_tenant: int = Field(default=100, ge=0)
     db_connect_timeout: float = Field(default=3.0, gt=0)
     db_statement_timeout: float = Field(default=10.0, gt=0)
     # A concurrent request holding the same idempotency key is waited for this long,
@@ -101,7 +115,7 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must be a redis:// URL")
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "auth_failure_limit")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
         if value.strip():
@@ -111,7 +125,7 @@ class Settings(BaseSettings):
                 limits.parse_many(value)
             except ValueError as exc:
                 raise ValueError(
-                    f"PAYSYS_RATE_LIMIT {value!r} is not in the limits notation "
+                    f"{value!r} is not in the limits notation "
                     "(for example 200/second or 1000/minute;20000/hour)"
                 ) from exc
         return value.strip()

@@ -98,6 +98,9 @@ class Environment:
             "PAYSYS_SWEEPER_INTERVAL": "0.5",
             "PAYSYS_SWEEPER_MIN_AGE": "1",
             "PAYSYS_LOG_LEVEL": "INFO",
+            # Tests send many bad keys on purpose, all from 127.0.0.1; the limit on failed
+            # authentications has tests of its own, with their own API processes.
+            "PAYSYS_AUTH_FAILURE_LIMIT": "100000/second",
             # One metrics directory for the run's processes: the API adds them up.
             "PAYSYS_METRICS_DIR": self.metrics_dir,
         }

@@ -25,6 +25,7 @@ from tests.conftest import query
 from tests.helpers import Api, new_key
 
 WALLET = uuid.UUID(int=7)
+TENANT = uuid.UUID(int=1)
 FOLLOWERS = 30
 
 
@@ -54,17 +55,23 @@ def record(n: int, before: str = "") -> Work:
     return work
 
 
-def run_lane(works: list[Work]) -> list[Accepted | BaseException]:
+def run_lane(
+    works: list[Work], tenants: list[uuid.UUID] | None = None
+) -> list[Accepted | BaseException]:
     """The first work alone (it holds the wallet for a moment), the rest queued behind it,
-    in order."""
+    in order; each for its tenant (all the same one by default) and the same wallet."""
+    tenants = tenants or [TENANT] * len(works)
 
     async def main() -> list[Accepted | BaseException]:
         pool = await asyncpg.create_pool(get_settings().asyncpg_dsn, min_size=1, max_size=4)
         try:
             lanes = WalletLanes(pool)
-            first = asyncio.create_task(lanes.run(WALLET, works[0]))
+            first = asyncio.create_task(lanes.run(tenants[0], WALLET, works[0]))
             await asyncio.sleep(0.05)  # the first one is in its pg_sleep now
-            rest = [asyncio.create_task(lanes.run(WALLET, work)) for work in works[1:]]
+            rest = [
+                asyncio.create_task(lanes.run(tenant, WALLET, work))
+                for tenant, work in zip(tenants[1:], works[1:], strict=True)
+            ]
             return list(await asyncio.gather(first, *rest, return_exceptions=True))
         finally:
             await pool.close()
@@ -141,6 +148,55 @@ def test_an_error_handled_inside_a_group_does_not_pass_for_a_commit(
 
     assert all(isinstance(a, Accepted) for a in answers), answers
     assert [n for n, _ in probe_rows(db)] == [0, 1, 2]
+
+
+@pytest.mark.usefixtures("probe")
+def test_another_tenant_naming_the_wallet_never_joins_or_waits_for_its_group(
+    db: psycopg2.extensions.connection,
+) -> None:
+    stranger = uuid.UUID(int=2)
+    works = [record(0, "SELECT pg_sleep(0.5)"), record(1), record(2), record(3)]
+    answers = run_lane(works, [TENANT, TENANT, stranger, TENANT])
+
+    assert all(isinstance(a, Accepted) for a in answers), answers
+    rows = dict(probe_rows(db))
+    assert rows[1] == rows[3]  # the tenant's own followers went together ...
+    assert rows[2] not in (rows[0], rows[1])  # ... the stranger's request alone,
+    order = [n for n, _ in probe_rows(db)]
+    assert order.index(2) < order.index(0)  # without waiting for the busy wallet
+
+
+@pytest.mark.usefixtures("probe")
+def test_a_group_whose_commit_happened_after_all_answers_first_requests_as_new(
+    db: psycopg2.extensions.connection,
+) -> None:
+    """A group's COMMIT can fail on the client's side after the server committed (a
+    connection lost at that moment). Run one by one, its requests then find their keys
+    taken: they must still be answered as accepted now, not as replays, so that their
+    worker is woken."""
+    with db, db.cursor() as cur:
+        cur.execute("CREATE TABLE lane_test.once (n int PRIMARY KEY)")
+
+    def once(n: int) -> Work:
+        async def work(conn: Connection) -> Accepted:
+            inserted = await conn.fetchval(
+                "INSERT INTO lane_test.once VALUES ($1) ON CONFLICT DO NOTHING RETURNING n", n
+            )
+            return Accepted(cast(Any, {"n": n}), 202, replayed=inserted is None)
+
+        return work
+
+    async def commits_then_fails(conn: Connection) -> Accepted:
+        await conn.execute("COMMIT")  # what the group wrote so far is committed ...
+        raise ConnectionResetError("connection lost")  # ... and the group cannot tell
+
+    works = [once(0), once(1), once(2), commits_then_fails]
+    works[0] = record(0, "SELECT pg_sleep(0.3)")
+    answers = run_lane(works)
+
+    assert isinstance(answers[3], ConnectionResetError)
+    assert [cast(Accepted, answers[i]).replayed for i in (1, 2)] == [False, False]
+    assert query(db, "SELECT n FROM lane_test.once ORDER BY n") == [(1,), (2,)]
 
 
 def test_a_hot_wallet_s_mixed_requests_each_get_their_own_answer(

@@ -85,22 +85,31 @@ WAIT_RECHECK_SECONDS = 1.0
 
 async def long_poll(
     hub: CompletionHub,
+    tenant: UUID,
     key: str,
     wait: float | None,
     fetch: Callable[[], Awaitable[Record | None]],
     final: Callable[[Record], bool],
+    still_pending: Callable[[], Awaitable[bool]] | None = None,
 ) -> Record | None:
     """Read a resource; with `wait`, read it again whenever the worker announces progress
     on `key`, until it is final or `wait` seconds have passed.
 
     The watch is registered before the first read: an announcement made while a read is
-    under way must wake the poll, not be lost until the next re-read.
+    under way must wake the poll, not be lost until the next re-read. Re-reads are shared
+    by every waiter of the resource (see `CompletionHub.read`). A tenant over its share of
+    waiting polls is answered at once, with the resource as it is. `still_pending`, if
+    given, is a cheaper question asked on each wake-up: while it says yes, the full read
+    waits for the end of the poll.
     """
     if not wait:
         return await fetch()
     deadline = time.monotonic() + wait
-    with hub.watch(key) as changed:
-        row = await fetch()
+    with hub.watch(key, tenant) as changed:
+        if changed is None:
+            return await fetch()
+        row = await hub.read(tenant, key, fetch)
+        stale = False
         while row is not None and not final(row) and not hub.closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -110,5 +119,17 @@ async def long_poll(
             except TimeoutError:
                 pass
             changed.clear()
+            if (
+                still_pending is not None
+                and deadline > time.monotonic()
+                and await hub.read(
+                    tenant, key, still_pending, WAIT_RECHECK_SECONDS / 2, variant="pending?"
+                )
+            ):
+                stale = True
+                continue
+            row = await hub.read(tenant, key, fetch, WAIT_RECHECK_SECONDS / 2)
+            stale = False
+        if stale:
             row = await fetch()
     return row

@@ -14,6 +14,7 @@ from api.responses import JSON
 from api.schemas import Health
 from shared import metrics
 from shared.intake import repository as repo
+from shared.intake.service import Pool
 
 router = APIRouter(tags=["health"])
 
@@ -29,19 +30,25 @@ READY_TIMEOUT = 2.0
 async def metrics_endpoint(res: ResourcesDep) -> Response:
     body = metrics.render()
     try:
-        async with res.pool.acquire() as conn:
-            row = await asyncio.wait_for(repo.backlog(conn), READY_TIMEOUT)
-        body += (
-            "# HELP paysys_operations_pending Operations accepted and not yet applied\n"
-            "# TYPE paysys_operations_pending gauge\n"
-            f"paysys_operations_pending {row['pending']}\n"
-            "# HELP paysys_oldest_pending_seconds Age of the oldest pending operation\n"
-            "# TYPE paysys_oldest_pending_seconds gauge\n"
-            f"paysys_oldest_pending_seconds {row['oldest_seconds']:.3f}\n"
-        ).encode()
+        body += await res.gauges.get()
     except UNAVAILABLE_ERRORS:
         pass  # the process's own metrics still tell something
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def backlog_gauges(pool: Pool) -> bytes:
+    """The gauges only the database knows. /metrics computes them at most once a second
+    (see `Resources.gauges`), however often it is scraped."""
+    async with pool.acquire() as conn:
+        row = await asyncio.wait_for(repo.backlog(conn), READY_TIMEOUT)
+    return (
+        "# HELP paysys_operations_pending Operations accepted and not yet applied\n"
+        "# TYPE paysys_operations_pending gauge\n"
+        f"paysys_operations_pending {row['pending']}\n"
+        "# HELP paysys_oldest_pending_seconds Age of the oldest pending operation\n"
+        "# TYPE paysys_oldest_pending_seconds gauge\n"
+        f"paysys_oldest_pending_seconds {row['oldest_seconds']:.3f}\n"
+    ).encode()
 
 
 @router.get("/healthz", response_model=Health, summary="The process is running")

@@ -56,6 +56,7 @@ async def create_transfer(
         currency=body.currency,
         reference=body.reference,
         request_id=req_id,
+        admission=res.backlog.retry_after,
     )
     return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)
 
@@ -77,7 +78,7 @@ async def get_operation(
             return await repo.get_operation(conn, operation_id, tenant)
 
     row = await long_poll(
-        res.hub, f"o:{operation_id}", wait, fetch, lambda r: r["status"] != "pending"
+        res.hub, tenant, f"o:{operation_id}", wait, fetch, lambda r: r["status"] != "pending"
     )
     if row is None:
         raise NotFound(f"Operation {operation_id} not found")

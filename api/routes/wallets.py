@@ -99,5 +99,6 @@ async def create_replenishment(
         currency=body.currency,
         reference=body.reference,
         request_id=req_id,
+        admission=res.backlog.retry_after,
     )
     return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)

@@ -338,6 +338,16 @@ async def get_batch(conn: Connection, batch_id: uuid.UUID, tenant_id: uuid.UUID)
     return await conn.fetchrow(GET_BATCH, batch_id, tenant_id)
 
 
+# One probe of the index of pending batch items, whatever the batch's size.
+BATCH_HAS_PENDING = """
+SELECT EXISTS (SELECT 1 FROM operation WHERE batch_id = $1 AND status = 'pending')
+"""
+
+
+async def batch_has_pending(conn: Connection, batch_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(BATCH_HAS_PENDING, batch_id))
+
+
 BATCH_EXISTS = "SELECT 1 FROM replenishment_batch WHERE id = $1 AND tenant_id = $2"
 
 
@@ -474,6 +484,18 @@ SELECT (SELECT count(*) FROM operation WHERE status = 'pending') AS pending,
            SELECT created_at FROM operation WHERE status = 'pending' ORDER BY seq LIMIT 1
        )), 0)::float8 AS oldest_seconds
 """
+
+
+OLDEST_PENDING_SECONDS = """
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - (
+    SELECT created_at FROM operation WHERE status = 'pending' ORDER BY seq LIMIT 1
+)), 0)::float8
+"""
+
+
+async def oldest_pending_seconds(conn: Connection) -> float:
+    """How long the oldest pending operation has waited (0 if none): one index probe."""
+    return float(await conn.fetchval(OLDEST_PENDING_SECONDS))
 
 
 async def backlog(conn: Connection) -> Record:

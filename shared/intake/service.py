@@ -11,6 +11,10 @@ Idempotency (per tenant, keys of 1-255 printable ASCII characters):
 * A concurrent duplicate waits for the first request's commit on the key's primary key,
   then replays; if it waits longer than the lock timeout it is told the key is in use
   (409). A wait on a busy wallet's queue that times out is a 503: retry, same key.
+
+Admission: while the backlog of accepted work is over its bound (see `Admission`), a
+request that would create operations is refused with 503 `overloaded`, unless its key
+replays an accepted one: a client retrying what was accepted still gets its answer.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from shared.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     NotFound,
+    Overloaded,
     PaysysError,
     SameWallet,
     ServiceUnavailable,
@@ -53,6 +58,34 @@ class Accepted:
     resource: Record
     status_code: int
     replayed: bool
+
+
+# Whether new operations may be accepted now: None if so, else the seconds after which to
+# retry. The API answers it from a value refreshed in the background, never with a query.
+Admission = Callable[[], int | None]
+
+
+async def _admit(
+    pool: Pool,
+    admission: Admission | None,
+    tenant_id: uuid.UUID,
+    key: str,
+    digest: bytes,
+) -> Accepted | None:
+    """None if the request may go on; a replay if it repeats an accepted one while the
+    backlog is over its bound; else `Overloaded`."""
+    retry_after = admission() if admission is not None else None
+    if retry_after is None:
+        return None
+    async with pool.acquire() as conn:
+        replay = await _replay(conn, tenant_id, key, digest)
+    if replay is not None:
+        return replay
+    raise Overloaded(
+        "paysys is applying accepted operations more slowly than they arrive; "
+        "retry after the time in Retry-After",
+        retry_after=retry_after,
+    )
 
 
 def request_hash(method: str, path: str, body: dict[str, Any]) -> bytes:
@@ -134,6 +167,7 @@ async def _lock_timeout(
 
 
 Work = Callable[[repo.Connection], Awaitable[Accepted]]
+LaneKey = tuple[uuid.UUID, uuid.UUID]  # (tenant, wallet)
 
 
 @dataclass(slots=True)
@@ -158,39 +192,42 @@ class WalletLanes:
     def __init__(self, pool: Pool, max_group: int = 64):
         self.pool = pool
         self.max_group = max_group
-        self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
+        # Lanes are the tenant's and the wallet's: another tenant's requests naming the
+        # same wallet id (refused, as they must be) never join or delay its group.
+        self._waiting: dict[LaneKey, list[_Waiting]] = {}
         self._serving: set[asyncio.Task[None]] = set()
 
-    async def run(self, wallet_id: uuid.UUID, work: Work) -> Accepted:
-        waiting = self._waiting.get(wallet_id)
+    async def run(self, tenant_id: uuid.UUID, wallet_id: uuid.UUID, work: Work) -> Accepted:
+        lane = (tenant_id, wallet_id)
+        waiting = self._waiting.get(lane)
         if waiting is not None:  # the wallet is busy: wait to go with the next group
             answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
             waiting.append(_Waiting(work, answer))
             return await answer
-        self._waiting[wallet_id] = []
+        self._waiting[lane] = []
         try:
             return await self._alone(work)
         finally:
-            if self._waiting[wallet_id]:
-                task = asyncio.create_task(self._serve(wallet_id))
+            if self._waiting[lane]:
+                task = asyncio.create_task(self._serve(lane))
                 self._serving.add(task)
                 task.add_done_callback(self._serving.discard)
             else:
-                del self._waiting[wallet_id]
+                del self._waiting[lane]
 
     async def _alone(self, work: Work) -> Accepted:
         async with self.pool.acquire() as conn:
             return await work(conn)
 
-    async def _serve(self, wallet_id: uuid.UUID) -> None:
-        waiting = self._waiting[wallet_id]
+    async def _serve(self, lane: LaneKey) -> None:
+        waiting = self._waiting[lane]
         try:
             while waiting:
                 group = [w for w in waiting[: self.max_group] if not w.answer.done()]
                 del waiting[: self.max_group]
                 await self._group(group)
         finally:
-            del self._waiting[wallet_id]
+            del self._waiting[lane]
             for left in waiting:  # only if this task was cancelled
                 left.answer.cancel()
 
@@ -208,9 +245,15 @@ class WalletLanes:
                 await conn.execute("SELECT 1")
         except Exception as exc:  # rolled back: each on its own, in the same order
             log.info("intake group of %d ran one by one: %r", len(group), exc)
-            for waiting in group:
+            for index, waiting in enumerate(group):
                 if not waiting.answer.done():
-                    await self._settle(waiting, self._alone(waiting.work))
+                    # A request the group had recorded afresh may find its key taken now:
+                    # the COMMIT that failed (a lost connection) may have happened after
+                    # all. It is still that request's first answer, not a replay, and its
+                    # operation still needs a worker woken.
+                    outcome = outcomes[index] if index < len(outcomes) else None
+                    fresh = isinstance(outcome, Accepted) and not outcome.replayed
+                    await self._settle(waiting, self._alone(waiting.work), fresh=fresh)
             return
         for waiting, outcome in zip(group, outcomes, strict=True):
             if waiting.answer.done():
@@ -221,13 +264,15 @@ class WalletLanes:
                 waiting.answer.set_result(outcome)
 
     @staticmethod
-    async def _settle(waiting: _Waiting, attempt: Awaitable[Accepted]) -> None:
+    async def _settle(waiting: _Waiting, attempt: Awaitable[Accepted], *, fresh: bool) -> None:
         try:
             result = await attempt
         except Exception as exc:
             if not waiting.answer.done():
                 waiting.answer.set_exception(exc)
             return
+        if fresh and result.replayed:
+            result = Accepted(result.resource, result.status_code, replayed=False)
         if not waiting.answer.done():
             waiting.answer.set_result(result)
 
@@ -272,12 +317,16 @@ async def create_replenishment(
     currency: str,
     reference: str | None,
     request_id: str | None,
+    admission: Admission | None = None,
 ) -> Accepted:
     digest = request_hash(
         "POST",
         f"/v1/wallets/{wallet_id}/replenishments",
         {"amount": amount, "currency": currency, "reference": reference},
     )
+    refused = await _admit(lanes.pool, admission, tenant_id, idempotency_key, digest)
+    if refused is not None:
+        return refused
 
     async def work(conn: repo.Connection) -> Accepted:
         async def why_not() -> PaysysError | None:
@@ -306,7 +355,7 @@ async def create_replenishment(
             why_not=why_not,
         )
 
-    return await lanes.run(wallet_id, work)
+    return await lanes.run(tenant_id, wallet_id, work)
 
 
 async def create_transfer(
@@ -320,6 +369,7 @@ async def create_transfer(
     currency: str,
     reference: str | None,
     request_id: str | None,
+    admission: Admission | None = None,
 ) -> Accepted:
     digest = request_hash(
         "POST",
@@ -332,6 +382,9 @@ async def create_transfer(
             "reference": reference,
         },
     )
+    refused = await _admit(lanes.pool, admission, tenant_id, idempotency_key, digest)
+    if refused is not None:
+        return refused
     if from_wallet_id == to_wallet_id:
         async with lanes.pool.acquire() as conn:
             # A wallet that does not exist is a 404 first, as for any other transfer.
@@ -371,7 +424,7 @@ async def create_transfer(
             why_not=why_not,
         )
 
-    return await lanes.run(from_wallet_id, work)
+    return await lanes.run(tenant_id, from_wallet_id, work)
 
 
 @dataclass(slots=True, frozen=True)
@@ -419,10 +472,14 @@ async def create_batch(
     idempotency_key: str,
     items: list[BatchItem],
     request_id: str | None,
+    admission: Admission | None = None,
 ) -> Accepted:
     """A batch and one replenishment per item, each at the next position of its wallet's
     queue, in one transaction; or nothing at all."""
     digest = _batch_hash(items)
+    refused = await _admit(pool, admission, tenant_id, idempotency_key, digest)
+    if refused is not None:
+        return refused
     async with pool.acquire() as conn:
 
         async def insert() -> Record | None:

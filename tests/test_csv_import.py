@@ -239,3 +239,19 @@ def test_missing_api_key_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "PAYSYS_API_KEY" in result.stderr
+
+
+def test_a_refused_api_key_is_one_clear_line(api: Api, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(f"{api.create_wallet()},1.00\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
+        env={**os.environ, "PAYSYS_URL": api.base_url, "PAYSYS_API_KEY": "sk_" + "0" * 43},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"paysys at {api.base_url} refused a request: 401 unauthorized" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

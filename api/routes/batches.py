@@ -140,7 +140,12 @@ async def create_batch(
 ) -> Response:
     items = await _items(res, tenant, body.items)
     accepted = await intake.create_batch(
-        res.pool, tenant_id=tenant, idempotency_key=idempotency_key, items=items, request_id=req_id
+        res.pool,
+        tenant_id=tenant,
+        idempotency_key=idempotency_key,
+        items=items,
+        request_id=req_id,
+        admission=res.backlog.retry_after,
     )
     document = serialize.batch(accepted.resource)
     return operation_accepted(
@@ -181,7 +186,13 @@ async def get_batch(
         async with res.pool.acquire() as conn:
             return await repo.get_batch(conn, batch_id, tenant)
 
-    row = await long_poll(res.hub, f"b:{batch_id}", wait, fetch, lambda r: r["pending"] == 0)
+    async def still_pending() -> bool:
+        async with res.pool.acquire() as conn:
+            return await repo.batch_has_pending(conn, batch_id)
+
+    row = await long_poll(
+        res.hub, tenant, f"b:{batch_id}", wait, fetch, lambda r: r["pending"] == 0, still_pending
+    )
     if row is None:
         raise NotFound(f"Batch {batch_id} not found")
     return JSON(serialize.batch(row))

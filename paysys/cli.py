@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -24,21 +27,30 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _servers(*, owner: bool = False, shared: bool = False, migrate: bool = True) -> Embedded | None:
+def _servers(
+    *,
+    owner: bool = False,
+    shared: bool = False,
+    migrate: bool = True,
+    before_start: Callable[[], None] | None = None,
+) -> Embedded | None:
     """Point this process, and the processes it starts, at PostgreSQL and Redis.
 
     With DATABASE_URL and REDIS_URL set, those. With both unset, the embedded servers
     under ./.paysys/: those of the `paysys run` running in this folder, or (for `paysys
     run` itself, `owner`, or when none runs) ones started now and stopped with the
     command. `shared`: a long-running service (api, worker, sweeper), which must share
-    its servers with the others, so only `paysys run`'s will do. Returns the embedded
-    servers this command started, if any.
+    its servers with the others, so only `paysys run`'s will do. `before_start`: checks
+    to make once the folder is known to be free, before anything slow starts. Returns the
+    embedded servers this command started, if any.
     """
     from paysys.embedded import AlreadyRunning, Embedded
     from shared.settings import Settings
 
     settings = Settings()
     if settings.database_url and settings.redis_url:
+        if before_start is not None:
+            before_start()
         return None
     if settings.database_url or settings.redis_url:
         raise click.UsageError(
@@ -54,6 +66,11 @@ def _servers(*, owner: bool = False, shared: bool = False, migrate: bool = True)
     else:
         running = embedded.running()
         if running is not None:
+            click.echo(
+                f"using the embedded PostgreSQL and Redis of the paysys run in "
+                f"{running.folder} (pid {running.pid})",
+                err=True,
+            )
             _point_at(running.database_url, running.redis_url)
             return None
         if shared:
@@ -61,8 +78,17 @@ def _servers(*, owner: bool = False, shared: bool = False, migrate: bool = True)
                 "with DATABASE_URL and REDIS_URL unset, run the services with `paysys run` "
                 "(which starts embedded servers they can share), or set both variables"
             )
+    if before_start is not None:
+        try:
+            before_start()
+        except BaseException:
+            embedded.stop()  # lets go of the folder's lock
+            raise
     click.echo("starting embedded PostgreSQL and Redis under ./.paysys/ ...", err=True)
-    addresses = embedded.start(publish=owner)
+    try:
+        addresses = embedded.start(publish=owner)
+    except RuntimeError as exc:  # it has stopped what it had started
+        raise click.ClickException(str(exc)) from None
     click.get_current_context().call_on_close(embedded.stop)
     _point_at(addresses.database_url, addresses.redis_url)
     if not owner and migrate:
@@ -70,6 +96,26 @@ def _servers(*, owner: bool = False, shared: bool = False, migrate: bool = True)
 
         upgrade(get_settings().sqlalchemy_url)
     return embedded
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on the API's address, or a clear exit if it cannot be had (bound
+    here, before anything starts, and not by uvicorn after the app's start-up: a start-up
+    that then fails leaves the app to stop, which it may not)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        # At once: two sockets with SO_REUSEADDR may bind one port until one listens.
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); use another port "
+            "with --port or PAYSYS_API_PORT"
+        ) from None
+    return sock
 
 
 def _point_at(database_url: str, redis_url: str) -> None:
@@ -101,26 +147,50 @@ def migrate() -> None:
 def api(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     logs.configure("api")
     # Uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler in
     # place: make that previous handler a clean exit, so a graceful stop exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    sock = _listen(host, port)
     _servers(shared=True)
     settings = get_settings()
     settings.require_database_url()
     settings.require_redis_url()
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.app:create_app",
         factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
+        host=host,
+        port=port,
         workers=workers or settings.api_workers,
         log_level=settings.log_level.lower(),
         access_log=False,  # the API logs each request itself, with its request id
         log_config=None,  # uvicorn's loggers go through paysys's (JSON) handler
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For only from proxies the operator named: uvicorn's default would
+        # believe any local process, which could then pose as any client address.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
+    logging.getLogger("paysys.api").info("listening on http://%s:%s", host, port)
+    if config.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock.set_inheritable(True)
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    config.load_app()
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 @main.command()
@@ -180,23 +250,21 @@ def sweeper() -> None:
 def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     """Everything on one machine: migrations, API, worker and sweeper. Ctrl-C stops all."""
     logs.configure("run")
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    # A port in use is said at once, before the slow start-up and its noise.
+    embedded = _servers(owner=True, before_start=lambda: _listen(host, port).close())
     from paysys.supervisor import supervise
     from shared.migrate import upgrade
 
-    embedded = _servers(owner=True)
     settings = get_settings()
     upgrade(settings.sqlalchemy_url)
     metrics_dir = settings.metrics_dir or tempfile.mkdtemp(prefix="paysys-metrics-")
     os.environ["PAYSYS_METRICS_DIR"] = metrics_dir  # the API's /metrics adds up every child
-    api_args = [
-        "api",
-        "--host",
-        host or settings.api_host,
-        "--port",
-        str(port or settings.api_port),
-    ]
+    api_args = ["api", "--host", host, "--port", str(port)]
     worker_args = ["worker", "--concurrency", str(concurrency or settings.worker_concurrency)]
-    base = f"http://{host or settings.api_host}:{port or settings.api_port}"
+    base = f"http://{host}:{port}"
     click.echo(f"paysys: API on {base}, docs at {base}/docs; Ctrl-C stops everything")
     if embedded is not None:
         _print_dev_key(embedded.root / "dev-api-key")
@@ -216,13 +284,13 @@ def _print_dev_key(path: Path) -> None:
     if path.exists():
         click.echo(f"development API key: in {path}")
         return
+    from paysys.embedded import write_private
     from shared import apikeys
     from shared.db import transaction
 
     with transaction() as cur:
         created = apikeys.create_key(cur, "dev")
-    path.write_text(created.key + "\n")
-    path.chmod(0o600)
+    write_private(path, created.key + "\n")
     click.echo(f"development API key (tenant dev; also in {path}):\n{created.key}")
 
 

@@ -5,6 +5,7 @@ after a restart."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,16 +32,34 @@ def clean_env() -> dict[str, str]:
 
 
 def processes_of(folder: Path) -> list[int]:
-    """Every live process whose command line names the folder (embedded servers)."""
+    """Every live process whose command line names the folder, or that works in it or in
+    its PostgreSQL data directory (which, as root, is a link to /var/lib/paysys): the
+    embedded servers."""
+    places = [str(folder)]
+    pgdata = folder / ".paysys" / "pgdata"
+    if pgdata.is_symlink():
+        places.append(os.readlink(pgdata))
     found = []
     for pid in parents():
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if str(folder).encode() in cmdline and alive(pid):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        named = any(place in cmdline or cwd.startswith(place) for place in places)
+        if named and alive(pid):
             found.append(pid)
     return found
+
+
+def forget(folder: Path) -> None:
+    """Remove what a folder's embedded servers keep outside it (as root)."""
+    pgdata = folder / ".paysys" / "pgdata"
+    if pgdata.is_symlink():
+        shutil.rmtree(Path(os.readlink(pgdata)).parent, ignore_errors=True)
 
 
 def paysys_in(
@@ -60,6 +79,39 @@ def paysys_in(
         timeout=timeout,
         check=check,
     )
+
+
+def first_words(folder: Path, args: list[str], awaited: str, timeout: float = 30) -> str:
+    """What `paysys ARGS`, a service started alone in `folder`, says until it says
+    `awaited`; then it is stopped (with whatever it started)."""
+    output = folder / f"{args[0]}.out"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "paysys", *args],
+            cwd=folder,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while awaited not in output.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return output.read_text()
 
 
 class Run:
@@ -104,6 +156,7 @@ def folder(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     for pid in processes_of(tmp_path):  # whatever a failed test left running
         os.kill(pid, signal.SIGKILL)
+    forget(tmp_path)
 
 
 def test_run_with_nothing_configured(folder: Path) -> None:
@@ -126,9 +179,15 @@ def test_run_with_nothing_configured(folder: Path) -> None:
     second = paysys_in(folder, "run", "--port", str(free_port()), timeout=60)
     assert second.returncode != 0
     assert "already running" in second.stderr
-    # Other commands in the folder use the running servers.
+    # Other commands in the folder use the running servers, and say so.
     keys = paysys_in(folder, "api-keys", "list", "dev", timeout=60, check=True)
     assert key[:10] in keys.stdout
+    assert first.proc is not None
+    attached = f"using the embedded PostgreSQL and Redis of the paysys run in {folder} "
+    assert f"{attached}(pid {first.proc.pid})" in keys.stderr
+    for service in (["api", "--port", str(free_port())], ["worker"], ["sweeper"]):
+        said = first_words(folder, service, attached)
+        assert f"{attached}(pid {first.proc.pid})" in said, said
 
     assert first.stop(signal.SIGINT) == 0
 
@@ -176,8 +235,6 @@ def test_run_as_an_unprivileged_user(tmp_path: Path) -> None:
     python = sys.executable
     prefix: list[str] = []
     if as_root:
-        import shutil
-
         source = home / "src"
         root = Path(__file__).parent.parent
         shutil.copytree(

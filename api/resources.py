@@ -409,9 +409,7 @@ class CompletionHub:
         latest = reads.get((tenant, variant))
         if latest is not None:
             seen, started, task = latest
-            if seen == generation and (
-                not task.done() or time.monotonic() - started < max_age
-            ):
+            if seen == generation and (not task.done() or time.monotonic() - started < max_age):
                 return cast(T, await asyncio.shield(task))
         task = asyncio.ensure_future(fetch())
         task.add_done_callback(_retrieve)

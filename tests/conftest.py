@@ -14,16 +14,10 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
+from devtools.databases import create_database, drop_database
+from devtools.processes import free_port, wait_ready
 from tests.helpers import Api
-from tests.stack import (
-    Environment,
-    Service,
-    clear_redis_prefix,
-    create_database,
-    drop_database,
-    free_port,
-    wait_ready,
-)
+from tests.stack import ADMIN_URL, Environment, Service, clear_redis_prefix
 
 ENV = Environment()
 
@@ -39,7 +33,7 @@ def database_url() -> Iterator[str]:
     from shared.migrate import upgrade
     from shared.settings import get_settings
 
-    url = create_database(ENV.database_name)
+    url = create_database(ADMIN_URL, ENV.database_name)
     try:
         upgrade(get_settings().sqlalchemy_url)
         yield url
@@ -47,7 +41,7 @@ def database_url() -> Iterator[str]:
         from shared import db
 
         db.reset_engine()
-        drop_database(ENV.database_name)
+        drop_database(ADMIN_URL, ENV.database_name)
         clear_redis_prefix(ENV.prefix)
         shutil.rmtree(ENV.metrics_dir, ignore_errors=True)
 

@@ -8,25 +8,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import psycopg2
 import redis
 
-from tests.stack import free_port
-
-
-def _postgres_bindir() -> Path:
-    output = subprocess.run(
-        ["pg_config", "--bindir"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if output and (Path(output) / "initdb").exists():
-        return Path(output)
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not candidates:
-        raise RuntimeError("no PostgreSQL server binaries (initdb) found")
-    return candidates[-1].parent
+from devtools.databases import create_database, database_url, postgres_program
+from devtools.processes import eventually, free_port, spawn
 
 
 class PrivatePostgres:
@@ -34,7 +21,7 @@ class PrivatePostgres:
     it runs as the `postgres` system user."""
 
     def __init__(self) -> None:
-        self.bindir = _postgres_bindir()
+        self.bindir = postgres_program("initdb").parent
         self.root = Path(tempfile.mkdtemp(prefix="paysys-pg-"))
         self.datadir = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -56,7 +43,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def url(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return database_url(self.admin_url, database)
 
     def init(self) -> None:
         self._run(
@@ -71,54 +58,27 @@ class PrivatePostgres:
             "--no-instructions",
         )
 
-    def _options(self) -> str:
-        return (
+    def _pg_ctl(self, action: str, *options: str) -> None:
+        self._run("pg_ctl", "-D", str(self.datadir), *options, "-w", "-t", "60", action)
+
+    def _server_options(self) -> list[str]:
+        server = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c max_connections=200 -c shared_buffers=128MB"
         )
+        return ["-o", server, "-l", str(self.log)]
 
     def start(self) -> None:
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.datadir),
-            "-o",
-            self._options(),
-            "-l",
-            str(self.log),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        self._pg_ctl("start", *self._server_options())
 
     def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop")
+        self._pg_ctl("stop", "-m", mode)
 
     def restart(self) -> None:
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.datadir),
-            "-o",
-            self._options(),
-            "-l",
-            str(self.log),
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            "60",
-            "restart",
-        )
+        self._pg_ctl("restart", *self._server_options(), "-m", "fast")
 
     def create_database(self, name: str) -> str:
-        conn = psycopg2.connect(self.admin_url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
-        return self.url(name)
+        return create_database(self.admin_url, name)
 
     def destroy(self) -> None:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", check=False)
@@ -139,7 +99,7 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
                 "redis-server",
                 "--port",
@@ -152,20 +112,14 @@ class PrivateRedis:
                 "no",
                 "--dir",
                 str(self.root),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        deadline = time.monotonic() + 10
         client = redis.Redis.from_url(self.url)
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
+        try:
+            if not eventually(lambda: _answers(client), within=10, interval=0.05):
+                raise TimeoutError("redis-server did not start")
+        finally:
+            client.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,3 +129,10 @@ class PrivateRedis:
     def destroy(self) -> None:
         self.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

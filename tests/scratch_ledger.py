@@ -10,10 +10,11 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy.engine import make_url
 
+from devtools.databases import create_database, drop_database
 from shared.ids import uuid7
 from shared.ledger.service import drain_once
 from shared.migrate import upgrade
-from tests.stack import create_database, drop_database
+from tests.stack import ADMIN_URL
 
 Conn = psycopg2.extensions.connection
 WALLETS = 4
@@ -23,14 +24,14 @@ Plan = list[tuple[str, int, int | None, int]]
 def scratch_database() -> Iterator[tuple[str, Conn]]:
     """A new, migrated database: (its URL, a connection to it). Dropped afterwards."""
     name = f"paysys_scratch_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
+    url = create_database(ADMIN_URL, name)
     upgrade(make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False))
     conn = psycopg2.connect(url)
     try:
         yield url, conn
     finally:
         conn.close()
-        drop_database(name)
+        drop_database(ADMIN_URL, name)
 
 
 def accept(conn: Conn, plan: Plan) -> list[uuid.UUID]:

@@ -3,64 +3,22 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-import psycopg2
 import redis
+
+from devtools.databases import database_url
+from devtools.processes import PAYSYS, signal_group, spawn, terminate
 
 ADMIN_URL = os.environ.get("PAYSYS_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PAYSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-# Resolved once, here: between fork and exec (where `die_with_parent` runs, possibly while
-# other threads of this process hold locks) nothing should load or import anything.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child, before exec: be sent SIGTERM when the process that started it dies
-    (killed, say), rather than live on as an orphan (Linux)."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def database_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-def create_database(name: str) -> str:
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return database_url(name)
-
-
-def drop_database(name: str) -> None:
-    conn = psycopg2.connect(ADMIN_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 def clear_redis_prefix(prefix: str) -> None:
@@ -91,7 +49,7 @@ class Environment:
 
     def variables(self) -> dict[str, str]:
         return {
-            "DATABASE_URL": database_url(self.database_name),
+            "DATABASE_URL": database_url(ADMIN_URL, self.database_name),
             "REDIS_URL": REDIS_URL,
             "PAYSYS_REDIS_PREFIX": self.prefix,
             "PAYSYS_CELERY_QUEUE": self.prefix,
@@ -118,17 +76,14 @@ class Service:
         self.started_at_byte = 0  # where this start's lines begin in the log
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.started_at_byte = log.tell()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paysys", *self.args],
+        self.started_at_byte = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc = spawn(
+            [*PAYSYS, *self.args],
             env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: signals reach its children
-            preexec_fn=die_with_parent,
+            log=self.log_path,
+            append=True,  # a restart's lines follow the earlier ones'
+            own_group=True,  # signals reach its children
         )
-        log.close()
 
     @property
     def pid(self) -> int:
@@ -140,23 +95,12 @@ class Service:
 
     def signal_group(self, signum: int) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signum)
-            except ProcessLookupError:
-                pass
+            signal_group(self.proc.pid, signum)
 
     def stop(self, timeout: float = 20) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.proc.wait()
-        self.signal_group(signal.SIGKILL)  # anything of the group left behind
-        return self.proc.returncode
+        return terminate(self.proc, signal.SIGTERM, timeout, group=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -179,15 +123,3 @@ class Service:
                 raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} never logged {text!r}:\n{self.log()[-3000:]}")
-
-
-def wait_ready(base_url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{base_url} never became ready")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import descendants, kill_all
+from devtools.processes import descendants, kill_all
 from tests.test_quickstart import clean_env
 
 

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,10 +27,10 @@ import httpx
 import psycopg2
 import pytest
 
+from devtools.processes import children, free_port, run_paysys, wait_ready
 from shared.money import format_cents
 from tests.private_servers import PrivatePostgres, PrivateRedis
-from tests.procs import children
-from tests.stack import Service, free_port, wait_ready
+from tests.stack import Service
 
 WALLETS = 60
 HOT = 3  # wallets 0..2 take a large share of the traffic
@@ -198,14 +197,7 @@ class System:
         self.worker.wait_for_log("ready.")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "paysys", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **self.env},
-            timeout=300,
-            check=False,
-        )
+        return run_paysys(*args, env={**os.environ, **self.env}, timeout=300)
 
     def stop(self) -> None:
         for name in ("api", "worker", "sweeper"):

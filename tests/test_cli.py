@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,23 +13,28 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.processes import (
+    PAYSYS,
+    cmdline,
+    descendants,
+    eventually,
+    free_port,
+    kill_all,
+    living,
+    parents,
+    run_paysys,
+    spawn,
+    terminate,
+    wait_ready,
+)
 from shared import audit
 from tests.conftest import ENV, Stack
 from tests.helpers import Api
-from tests.procs import alive, descendants, kill_all, parents
 from tests.scratch_ledger import Conn, Plan, accept, drain_all, scratch_database
-from tests.stack import free_port, wait_ready
 
 
 def paysys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paysys", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
+    return run_paysys(*args, env={**os.environ, **(env or {})}, timeout=120)
 
 
 def test_api_keys_create_prints_a_working_key_last(stack: Stack) -> None:
@@ -176,13 +180,11 @@ def test_audit_reports_a_corrupted_ledger(scratch_ledger: tuple[str, Conn], chec
 
 
 def _start_run(log: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "paysys", "run", "--port", str(port)],
-            env={**os.environ, **ENV.variables(), **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return spawn(
+        [*PAYSYS, "run", "--port", str(port)],
+        env={**os.environ, **ENV.variables(), **(env or {})},
+        log=log,
+    )
 
 
 def test_run_serves_everything_and_ctrl_c_stops_every_child(stack: Stack, tmp_path: Path) -> None:
@@ -204,16 +206,12 @@ def test_run_serves_everything_and_ctrl_c_stops_every_child(stack: Stack, tmp_pa
         assert len(children) >= 4  # api, worker (+ its pool), sweeper
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=40) == 0
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in children if alive(pid)]
+        eventually(lambda: not living(children), within=10, interval=0.2)
+        assert not living(children)
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{base_url}/healthz", timeout=2)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        terminate(run, signal.SIGKILL)
         kill_all(children, signal.SIGKILL)
 
 
@@ -224,20 +222,14 @@ def test_run_stops_everything_when_a_child_dies(stack: Stack, tmp_path: Path) ->
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=60)
         children = descendants(run.pid)
-        sweeper = next(
-            pid for pid in children if b"sweeper" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
+        sweeper = next(pid for pid in children if "sweeper" in cmdline(pid))
         os.kill(sweeper, signal.SIGKILL)
         assert run.wait(timeout=40) == 1
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in children if alive(pid)]
+        eventually(lambda: not living(children), within=10, interval=0.2)
+        assert not living(children)
         assert "sweeper exited" in (tmp_path / "run.log").read_text()
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        terminate(run, signal.SIGKILL)
         kill_all(children, signal.SIGKILL)
 
 
@@ -290,8 +282,8 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
                 (
                     pid
                     for pid in children
-                    if b"--no-restart" in _cmdline(pid)
-                    and b"--no-restart" not in _cmdline(table.get(pid, 0))
+                    if "--no-restart" in cmdline(pid)
+                    and "--no-restart" not in cmdline(table.get(pid, 0))
                 ),
                 None,
             )
@@ -302,20 +294,9 @@ def test_run_kills_a_child_that_will_not_stop_with_everything_it_started(
         os.kill(celery, signal.SIGSTOP)  # hung: it cannot act on the SIGTERM it will get
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=40) == 0
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in children if alive(pid)], "left behind"
+        eventually(lambda: not living(children), within=10, interval=0.2)
+        assert not living(children), "left behind"
         assert "worker did not stop in 2.0s" in (tmp_path / "run.log").read_text()
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        terminate(run, signal.SIGKILL)
         kill_all(children, signal.SIGKILL)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""

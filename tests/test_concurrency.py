@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 from decimal import Decimal
 
 import httpx
 import psycopg2.extensions
 
+from devtools.processes import run_paysys
 from shared.money import format_cents
 from tests.conftest import query
 from tests.helpers import Api, new_key
@@ -81,8 +80,6 @@ def test_concurrent_random_transfers_keep_every_invariant(
     )[0][0]
     assert moved == succeeded
 
-    audit = subprocess.run(
-        [sys.executable, "-m", "paysys", "audit"], capture_output=True, text=True, check=False
-    )
+    audit = run_paysys("audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "all" in audit.stdout and "hold" in audit.stdout

@@ -5,35 +5,33 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg2.extensions
 
+from devtools.processes import free_port, run_paysys
 from paysys.client import Paysys
 from paysys.csv_import import chunk_key, chunks
 from tests.conftest import query
 from tests.helpers import Api
-from tests.stack import free_port
 
 Conn = psycopg2.extensions.connection
 
 
 def replenish_batch(api: Api, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paysys", "replenish-batch", str(path), *args],
+    return run_paysys(
+        "replenish-batch",
+        str(path),
+        *args,
         env={
             **os.environ,
             "PAYSYS_URL": api.base_url,
             "PAYSYS_API_KEY": api.api_key,
             "COLUMNS": "120",
         },
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )
 
 
@@ -196,13 +194,11 @@ def test_a_server_that_cannot_be_reached_is_one_clear_line(tmp_path: Path) -> No
     path = tmp_path / "x.csv"
     path.write_text(f"{uuid.uuid4()},1.00\n")
     url = f"http://127.0.0.1:{free_port()}"
-    result = subprocess.run(
-        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
+    result = run_paysys(
+        "replenish-batch",
+        str(path),
         env={**os.environ, "PAYSYS_URL": url, "PAYSYS_API_KEY": "sk_" + "0" * 43},
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"cannot reach paysys at {url}: connection refused" in result.stdout
@@ -229,14 +225,7 @@ def test_missing_api_key_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("")
     env = {k: v for k, v in os.environ.items() if k != "PAYSYS_API_KEY"}
-    result = subprocess.run(
-        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = run_paysys("replenish-batch", str(path), env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "PAYSYS_API_KEY" in result.stderr
 
@@ -244,13 +233,11 @@ def test_missing_api_key_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_refused_api_key_is_one_clear_line(api: Api, tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text(f"{api.create_wallet()},1.00\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "paysys", "replenish-batch", str(path)],
+    result = run_paysys(
+        "replenish-batch",
+        str(path),
         env={**os.environ, "PAYSYS_URL": api.base_url, "PAYSYS_API_KEY": "sk_" + "0" * 43},
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"paysys at {api.base_url} refused a request: 401 unauthorized" in result.stdout

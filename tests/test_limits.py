@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.processes import free_port, wait_ready
 from tests.conftest import Stack
 from tests.helpers import Api, assert_problem, new_key
 from tests.private_servers import PrivateRedis
-from tests.stack import Service, free_port, wait_ready
+from tests.stack import Service
 
 RATE = "5/second"
 

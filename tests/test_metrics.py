@@ -98,7 +98,8 @@ def test_backlog_gauges_see_pending_work(stack: Stack, api: Api, database_url: s
 
 def test_a_standalone_worker_serves_its_metrics(stack: Stack, api: Api, tmp_path: Any) -> None:
     """A worker in a container of its own: its pool children's counters on its own port."""
-    from tests.stack import Service, free_port, wait_ready
+    from devtools.processes import free_port, wait_ready
+    from tests.stack import Service
 
     port, api_port = free_port(), free_port()
     env = {k: v for k, v in stack.env.items() if k != "PAYSYS_METRICS_DIR"}

@@ -18,9 +18,10 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
+from devtools.processes import free_port, wait_ready
 from tests.conftest import Stack
 from tests.helpers import Api, assert_problem, new_key
-from tests.stack import Service, free_port, wait_ready
+from tests.stack import Service
 
 
 @contextmanager

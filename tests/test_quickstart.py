@@ -17,9 +17,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.processes import (
+    PAYSYS,
+    alive,
+    cmdline,
+    descendants,
+    eventually,
+    free_port,
+    living,
+    parents,
+    run_paysys,
+    spawn,
+    terminate,
+    wait_ready,
+)
 from tests.helpers import Api
-from tests.procs import alive, descendants, parents
-from tests.stack import free_port, wait_ready
 
 
 def clean_env() -> dict[str, str]:
@@ -41,18 +53,21 @@ def processes_of(folder: Path) -> list[int]:
         places.append(os.readlink(pgdata))
     found = []
     for pid in parents():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
+        command = cmdline(pid)
         try:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             cwd = ""
-        named = any(place in cmdline or cwd.startswith(place) for place in places)
+        named = any(place in command or cwd.startswith(place) for place in places)
         if named and alive(pid):
             found.append(pid)
     return found
+
+
+def all_gone(folder: Path, children: set[int]) -> bool:
+    """Whether the children of a `paysys run` in `folder`, and its embedded servers, are
+    all gone."""
+    return not living(children) and not processes_of(folder)
 
 
 def forget(folder: Path) -> None:
@@ -70,14 +85,8 @@ def paysys_in(
     check: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m paysys ARGS` in `folder`, with nothing configured (but `env`)."""
-    return subprocess.run(
-        [sys.executable, "-m", "paysys", *args],
-        cwd=folder,
-        env={**clean_env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=check,
+    return run_paysys(
+        *args, env={**clean_env(), **(env or {})}, cwd=folder, timeout=timeout, check=check
     )
 
 
@@ -85,32 +94,14 @@ def first_words(folder: Path, args: list[str], awaited: str, timeout: float = 30
     """What `paysys ARGS`, a service started alone in `folder`, says until it says
     `awaited`; then it is stopped (with whatever it started)."""
     output = folder / f"{args[0]}.out"
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "paysys", *args],
-            cwd=folder,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn([*PAYSYS, *args], env=clean_env(), log=output, cwd=folder, own_group=True)
     try:
         deadline = time.monotonic() + timeout
         while awaited not in output.read_text() and proc.poll() is None:
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.1)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        terminate(proc, signal.SIGTERM, 15, group=True)
     return output.read_text()
 
 
@@ -126,14 +117,12 @@ class Run:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with self.output.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "paysys", "run", "--port", str(self.port)],
-                cwd=self.folder,
-                env=clean_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = spawn(
+            [*PAYSYS, "run", "--port", str(self.port)],
+            env=clean_env(),
+            log=self.output,
+            cwd=self.folder,
+        )
         wait_ready(self.url, timeout=120)
 
     def stop(self, signum: int = signal.SIGINT) -> int:
@@ -141,12 +130,8 @@ class Run:
         children = descendants(self.proc.pid)
         self.proc.send_signal(signum)
         code = self.proc.wait(timeout=60)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (
-            any(alive(pid) for pid in children) or processes_of(self.folder)
-        ):
-            time.sleep(0.2)
-        assert not [pid for pid in children if alive(pid)], "children left behind"
+        eventually(lambda: all_gone(self.folder, children), within=15, interval=0.2)
+        assert not living(children), "children left behind"
         assert processes_of(self.folder) == [], "embedded servers left behind"
         return code
 
@@ -258,14 +243,12 @@ def test_run_as_an_unprivileged_user(tmp_path: Path) -> None:
         )
         python = str(venv / "bin" / "python")
     port = free_port()
-    with (tmp_path / "run.out").open("wb") as out:
-        proc = subprocess.Popen(
-            [*prefix, python, "-m", "paysys", "run", "--port", str(port)],
-            cwd=folder,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn(
+        [*prefix, python, "-m", "paysys", "run", "--port", str(port)],
+        env=clean_env(),
+        log=tmp_path / "run.out",
+        cwd=folder,
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=120)
         key = (folder / ".paysys" / "dev-api-key").read_text().strip()
@@ -279,11 +262,7 @@ def test_run_as_an_unprivileged_user(tmp_path: Path) -> None:
         # Ctrl-C to `paysys run` itself (under runuser, proc is runuser).
         os.kill(int((folder / ".paysys" / "run.lock").read_text()), signal.SIGINT)
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (
-            processes_of(folder) or any(alive(pid) for pid in children)
-        ):
-            time.sleep(0.2)
+        eventually(lambda: all_gone(folder, children), within=15, interval=0.2)
         assert processes_of(folder) == []
     finally:
         if proc.poll() is None:

@@ -12,9 +12,10 @@ import psycopg2.extras
 import pytest
 from sqlalchemy.engine import make_url
 
+from devtools.databases import create_database, drop_database
 from shared.ids import uuid7
 from shared.migrate import downgrade, upgrade
-from tests.stack import create_database, drop_database
+from tests.stack import ADMIN_URL
 
 psycopg2.extras.register_uuid()  # type: ignore[no-untyped-call]
 
@@ -25,7 +26,7 @@ FUNDING = uuid.UUID("00000000-0000-7000-8000-000000000001")
 def scratch() -> Iterator[psycopg2.extensions.connection]:
     """An empty database of its own, migrated to head; a test may break it freely."""
     name = f"paysys_scratch_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
+    url = create_database(ADMIN_URL, name)
     sa_url = make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False)
     upgrade(sa_url)
     conn = psycopg2.connect(url)
@@ -34,7 +35,7 @@ def scratch() -> Iterator[psycopg2.extensions.connection]:
         yield conn
     finally:
         conn.close()
-        drop_database(name)
+        drop_database(ADMIN_URL, name)
 
 
 def tables(conn: psycopg2.extensions.connection) -> set[str]:
@@ -45,7 +46,7 @@ def tables(conn: psycopg2.extensions.connection) -> set[str]:
 
 def test_migrations_build_and_remove_the_schema() -> None:
     name = f"paysys_scratch_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
+    url = create_database(ADMIN_URL, name)
     sa_url = make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False)
     try:
         upgrade(sa_url)
@@ -69,7 +70,7 @@ def test_migrations_build_and_remove_the_schema() -> None:
         assert "posting" in tables(conn)
         conn.close()
     finally:
-        drop_database(name)
+        drop_database(ADMIN_URL, name)
 
 
 class Ledger:

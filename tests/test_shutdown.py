@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.processes import free_port, wait_ready
 from tests.conftest import Stack
 from tests.helpers import Api, hold_wallet_queue
-from tests.stack import Service, free_port, wait_ready
+from tests.stack import Service
 
 
 def test_sigterm_answers_in_flight_long_polls_then_exits(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from shared.ledger.repository import PendingOperation, WalletState
 from shared.ledger.service import apply, interleave
+from tests.ledger_model import model_outcomes
 
 WALLETS = [uuid.UUID(int=i) for i in range(1, 6)]
 FUNDING = uuid.UUID(int=999)
@@ -63,18 +64,7 @@ def test_apply_matches_the_model(
     book = apply(batch, wallets, funding)
 
     model = dict(start)
-    expected = []
-    for kind, first, second, amount in ops:
-        if kind == "replenishment":
-            model[first] += amount
-            expected.append("succeeded")
-        elif model[first] >= amount:
-            assert second is not None
-            model[first] -= amount
-            model[second] += amount
-            expected.append("succeeded")
-        else:
-            expected.append("failed")
+    expected = model_outcomes(ops, model)
 
     assert [outcome[1] for outcome in book.outcomes] == expected
     assert {w: book.wallets[w].balance for w in WALLETS} == model

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import audit
+from tests.ledger_model import model_outcomes
 from tests.scratch_ledger import WALLETS, Conn, accept, drain_all, scratch_database
 
 steps = st.lists(
@@ -50,20 +51,9 @@ def _state(conn: Conn, wallets: list[uuid.UUID]) -> tuple[list[int], list[str]]:
 
 
 def _model(plan: list[tuple[str, int, int | None, int]]) -> tuple[list[int], list[str]]:
-    balances = [0] * WALLETS
-    statuses = []
-    for kind, first, second, amount in plan:
-        if kind == "replenishment":
-            balances[first] += amount
-            statuses.append("succeeded")
-        elif balances[first] >= amount:
-            assert second is not None
-            balances[first] -= amount
-            balances[second] += amount
-            statuses.append("succeeded")
-        else:
-            statuses.append("failed")
-    return balances, statuses
+    balances = dict.fromkeys(range(WALLETS), 0)
+    statuses = model_outcomes(plan, balances)
+    return list(balances.values()), statuses
 
 
 def _audit(conn: Conn) -> list[str]:

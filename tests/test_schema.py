@@ -112,6 +112,16 @@ class Ledger:
         )
         return op
 
+    def transaction(self, op: uuid.UUID) -> uuid.UUID:
+        """The transaction of a pending replenishment, with no postings yet."""
+        txn = uuid7()
+        self.sql(
+            "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')",
+            txn,
+            op,
+        )
+        return txn
+
     def replenish(
         self,
         wallet: uuid.UUID,
@@ -168,6 +178,21 @@ def refused(conn: psycopg2.extensions.connection, statement: str, *args: object)
     return str(info.value)
 
 
+Leg = tuple[uuid.UUID, int, int, int]  # wallet, entry_no, amount, balance_after
+
+
+def refused_postings(conn: psycopg2.extensions.connection, txn: uuid.UUID, *legs: Leg) -> str:
+    """Write the legs as postings of `txn` in one statement; return the error that refused
+    them."""
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(legs))
+    return refused(
+        conn,
+        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
+        f"VALUES {values}",
+        *[value for leg in legs for value in (uuid7(), txn, *leg)],
+    )
+
+
 def test_a_correct_hand_written_replenishment_is_accepted(
     scratch: psycopg2.extensions.connection,
 ) -> None:
@@ -213,64 +238,21 @@ def test_idempotency_key_unique_per_tenant(scratch: psycopg2.extensions.connecti
 def test_postings_of_a_transaction_must_balance(scratch: psycopg2.extensions.connection) -> None:
     ledger = Ledger(scratch)
     wallet = ledger.wallet()
-    op = ledger.operation(wallet)
-    txn = uuid7()
-    ledger.sql(
-        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')", txn, op
-    )
-    error = refused(
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 99, 99)",
-        uuid7(),
-        txn,
-        FUNDING,
-        uuid7(),
-        txn,
-        wallet,
-    )
+    txn = ledger.transaction(ledger.operation(wallet))
+    error = refused_postings(scratch, txn, (FUNDING, 1, -100, -100), (wallet, 1, 99, 99))
     assert "do not balance" in error
-    error = refused(
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, 100, 100)",
-        uuid7(),
-        txn,
-        wallet,
-    )
+    error = refused_postings(scratch, txn, (wallet, 1, 100, 100))
     assert "do not balance" in error  # a single leg is not a transaction
 
 
 def test_running_balance_must_continue(scratch: psycopg2.extensions.connection) -> None:
     ledger = Ledger(scratch)
     wallet = ledger.wallet()
-    op = ledger.operation(wallet)
-    txn = uuid7()
-    ledger.sql(
-        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')", txn, op
-    )
-    error = refused(
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 100, 150)",
-        uuid7(),
-        txn,
-        FUNDING,
-        uuid7(),
-        txn,
-        wallet,
-    )
+    txn = ledger.transaction(ledger.operation(wallet))
+    error = refused_postings(scratch, txn, (FUNDING, 1, -100, -100), (wallet, 1, 100, 150))
     assert "does not continue" in error
-    error = refused(  # skipping entry 1
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 2, 100, 100)",
-        uuid7(),
-        txn,
-        FUNDING,
-        uuid7(),
-        txn,
-        wallet,
+    error = refused_postings(  # skipping entry 1
+        scratch, txn, (FUNDING, 1, -100, -100), (wallet, 2, 100, 100)
     )
     assert "does not continue" in error
 
@@ -356,31 +338,12 @@ def test_ledger_rows_must_reference_existing_rows(
         op,
     )
     # Postings of a transaction that does not exist, or of a wallet that does not.
-    assert "does not exist" in refused(
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 100, 100)",
-        uuid7(),
-        missing,
-        FUNDING,
-        uuid7(),
-        missing,
-        wallet,
+    assert "does not exist" in refused_postings(
+        scratch, missing, (FUNDING, 1, -100, -100), (wallet, 1, 100, 100)
     )
-    txn = uuid7()
-    ledger.sql(
-        "INSERT INTO transaction (id, operation_id, type) VALUES (%s, %s, 'replenishment')", txn, op
-    )
-    assert "does not exist" in refused(
-        scratch,
-        "INSERT INTO posting (id, transaction_id, wallet_id, entry_no, amount, balance_after) "
-        "VALUES (%s, %s, %s, 1, -100, -100), (%s, %s, %s, 1, 100, 100)",
-        uuid7(),
-        txn,
-        FUNDING,
-        uuid7(),
-        txn,
-        missing,
+    txn = ledger.transaction(op)
+    assert "does not exist" in refused_postings(
+        scratch, txn, (FUNDING, 1, -100, -100), (missing, 1, 100, 100)
     )
     # And what is referenced is never deleted.
     assert "never deleted" in refused(scratch, "DELETE FROM wallet WHERE id = %s", wallet)

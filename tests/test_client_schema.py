@@ -1,0 +1,150 @@
+"""The Python client's models held against the API's OpenAPI schema: a field that the API
+adds, renames or drops in an answer, or stops taking in a request, fails here until the
+client follows. (The models are the client's own copy of the response shapes, so that it
+needs nothing of the server; this is what keeps the two the same.)"""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from paysys.client import Paysys
+from paysys.client.models import (
+    MODELS,
+    Account,
+    Batch,
+    BatchItem,
+    Model,
+    Operation,
+    Posting,
+    Wallet,
+)
+
+SCHEMA: dict[str, Any] = create_app().openapi()
+WALLET = "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01"
+OTHER_WALLET = "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12"
+
+# Each answer the client parses: the route, its success status, the model it becomes, and
+# whether it is a page of them.
+READS: list[tuple[str, str, str, type[Model], bool]] = [
+    ("POST", "/v1/accounts", "201", Account, False),
+    ("GET", "/v1/accounts", "200", Account, True),
+    ("GET", "/v1/accounts/{account_id}", "200", Account, False),
+    ("GET", "/v1/wallets/{wallet_id}", "200", Wallet, False),
+    ("GET", "/v1/wallets/{wallet_id}/postings", "200", Posting, True),
+    ("POST", "/v1/wallets/{wallet_id}/replenishments", "202", Operation, False),
+    ("POST", "/v1/transfers", "202", Operation, False),
+    ("GET", "/v1/operations/{operation_id}", "200", Operation, False),
+    ("POST", "/v1/replenishment-batches", "202", Batch, False),
+    ("GET", "/v1/replenishment-batches/{batch_id}", "200", Batch, False),
+    ("GET", "/v1/replenishment-batches/{batch_id}/operations", "200", Operation, True),
+]
+
+
+def component(schema: dict[str, Any]) -> dict[str, Any]:
+    return dict(SCHEMA["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]])
+
+
+def operation(method: str, path: str) -> dict[str, Any]:
+    assert path in SCHEMA["paths"], f"the API has no route {path}"
+    return dict(SCHEMA["paths"][path][method.lower()])
+
+
+def answer(method: str, path: str, status: str) -> dict[str, Any]:
+    responses = operation(method, path)["responses"]
+    assert status in responses, f"{method} {path} no longer answers {status}"
+    return component(responses[status]["content"]["application/json"]["schema"])
+
+
+def request_body(method: str, path: str) -> dict[str, Any]:
+    body = operation(method, path)["requestBody"]["content"]["application/json"]["schema"]
+    return component(body)
+
+
+def nested_models(model: type[Model]) -> dict[str, type[Model]]:
+    hints = typing.get_type_hints(model)
+    return {
+        name: hints[name]
+        for name in model.api_fields()
+        if isinstance(hints[name], type) and issubclass(hints[name], Model)
+    }
+
+
+def assert_matches(model: type[Model], shape: dict[str, Any]) -> None:
+    """The fields `model` parses are the shape's properties, each one required (the client
+    reads every one of them); a nested model matches its own shape."""
+    parsed, documented = set(model.api_fields()), set(shape["properties"])
+    assert parsed == documented, (
+        f"{model.__name__}: the API answers {sorted(documented - parsed)} that the client "
+        f"does not parse, and not {sorted(parsed - documented)} that it does"
+    )
+    optional = parsed - set(shape.get("required", []))
+    assert not optional, f"{model.__name__}: the client requires {sorted(optional)}"
+    for name, inner in nested_models(model).items():
+        assert_matches(inner, component(shape["properties"][name]))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "model", "paged"),
+    READS,
+    ids=[f"{method} {path}" for method, path, *_ in READS],
+)
+def test_the_client_parses_what_each_route_answers(
+    method: str, path: str, status: str, model: type[Model], paged: bool
+) -> None:
+    shape = answer(method, path, status)
+    if paged:
+        assert set(shape["properties"]) == {"items", "next_cursor"}
+        assert set(shape["required"]) == {"items", "next_cursor"}
+        shape = component(shape["properties"]["items"]["items"])
+    assert_matches(model, shape)
+
+
+def test_every_model_of_the_client_is_checked() -> None:
+    assert {model for *_, model, _ in READS} == set(MODELS)
+
+
+class Recorder(httpx.BaseTransport):
+    """Answers every request with its route's documented example, and keeps the bodies."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, dict[str, Any]] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.replace(WALLET, "{wallet_id}")
+        self.sent[path] = json.loads(request.content)
+        responses = operation(request.method, path)["responses"]
+        status = next(code for code in responses if code.startswith("2"))
+        shape = component(responses[status]["content"]["application/json"]["schema"])
+        # The schema's examples leave out their null fields (FastAPI drops them).
+        example = {name: shape["examples"][0].get(name) for name in shape["properties"]}
+        return httpx.Response(int(status), json=example, request=request)
+
+
+def test_the_client_sends_only_what_each_route_takes() -> None:
+    """And parses each route's documented example."""
+    transport = Recorder()
+    items = [BatchItem(WALLET, "1.00", reference="r")]
+    with Paysys("http://paysys.test", "key", transport=transport, retries=0) as client:
+        client.create_account("Alice")
+        client.replenish(WALLET, "2.00", reference="r")
+        client.transfer(WALLET, OTHER_WALLET, "3.00", reference="r")
+        client.create_batch(items)
+        client.validate_batch(items)
+    assert len(transport.sent) == 5
+    for path, body in transport.sent.items():
+        taken = request_body("POST", path)["properties"]
+        assert set(body) <= set(taken), (
+            f"POST {path} does not take {sorted(set(body) - set(taken))}"
+        )
+        if "items" in body:
+            item = component(taken["items"]["items"])["properties"]
+            for sent in body["items"]:
+                assert set(sent) <= set(item), (
+                    f"a batch item does not take {sorted(set(sent) - set(item))}"
+                )

@@ -14,6 +14,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
+from api.backlog import BacklogGate, Every
+from api.doorbell import Doorbell
+from api.hub import CompletionHub
+from api.keys import AuthFailures, KeyCache
 from api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -21,20 +25,11 @@ from api.middleware import (
     RequestIdMiddleware,
 )
 from api.ratelimit import RateLimiter
-from api.resources import (
-    AuthFailures,
-    BacklogGate,
-    CompletionHub,
-    Doorbell,
-    Every,
-    KeyCache,
-    Resources,
-    create_pool,
-)
+from api.resources import Resources, create_pool
 from api.routes import accounts, batches, health, operations, wallets
 from api.routes.health import backlog_gauges
 from api.schemas import Problem
-from shared.intake.service import WalletLanes
+from shared.intake.lanes import WalletLanes
 from shared.queue import make_celery
 from shared.settings import Settings, get_settings
 

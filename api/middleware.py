@@ -26,7 +26,6 @@ from shared.errors import (
     Unauthorized,
 )
 from shared.ids import uuid7
-from shared.intake import repository as repo
 
 log = logging.getLogger("paysys.api")
 access = logging.getLogger("paysys.access")
@@ -246,7 +245,7 @@ class AuthMiddleware:
 
             async def fetch() -> Any:
                 async with resources.pool.acquire() as conn:
-                    return await repo.tenant_for_key_hash(conn, digest)
+                    return await apikeys.tenant_for_key_hash(conn, digest)
 
             row = await resources.keys.lookup(digest, fetch)
         if row is None:

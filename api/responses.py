@@ -1,10 +1,12 @@
-"""JSON and problem+json responses, encoded with orjson."""
+"""JSON and problem+json responses: documented models rendered by pydantic's serializer,
+other documents (health, problems) encoded with orjson."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from shared.errors import PaysysError
@@ -17,6 +19,16 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class Model(Response):
+    """A response model of `api.schemas`, as its schema documents it."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        assert isinstance(content, BaseModel)
+        return content.__pydantic_serializer__.to_json(content)
 
 
 def problem_document(

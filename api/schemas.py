@@ -1,5 +1,7 @@
-"""Request and response models. Requests are validated with these; responses are built
-directly (see `api.serialize`) and the models here describe them in the OpenAPI schema."""
+"""Request and response models. Requests are validated with these (the requests of each
+kind of operation are its own module's, see `shared.operations`); responses are these
+models, built by `api.serialize`: the shapes `/openapi.json` documents are the shapes
+served. `tests/test_client_schema.py` holds the Python client to them."""
 
 from __future__ import annotations
 
@@ -8,111 +10,9 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
-from pydantic_core import PydanticCustomError
 
-from shared.money import (
-    AMOUNT_PATTERN,
-    MAX_AMOUNT_CENTS,
-    MAX_AMOUNT_TEXT,
-    AmountError,
-    normalize_currency,
-    parse_amount,
-)
-
-
-def _amount(value: object) -> int:
-    try:
-        return parse_amount(value)
-    except AmountError as exc:
-        raise PydanticCustomError("amount", str(exc)) from None
-
-
-def _storable(value: str) -> None:
-    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold a lone surrogate."""
-    if "\x00" in value:
-        raise PydanticCustomError("text", "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError("text", "must be valid Unicode text") from None
-
-
-def _currency(value: object) -> str:
-    if not isinstance(value, str):
-        raise PydanticCustomError("currency", 'currency must be a string such as "USD"')
-    _storable(value)
-    return normalize_currency(value)
-
-
-def _text(max_length: int, *, allow_blank: bool) -> Any:
-    def check(value: object) -> str:
-        if not isinstance(value, str):
-            raise PydanticCustomError("string_type", "must be a string")
-        _storable(value)
-        if not allow_blank and not value.strip():
-            raise PydanticCustomError("blank", "must not be blank")
-        if len(value) > max_length:
-            raise PydanticCustomError("too_long", f"must be at most {max_length} characters")
-        return value
-
-    return check
-
-
-Amount = Annotated[
-    int,
-    BeforeValidator(_amount),
-    WithJsonSchema(
-        {
-            "oneOf": [
-                {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["25.00"]},
-                {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "maximum": MAX_AMOUNT_CENTS // 100,
-                    "multipleOf": 0.01,
-                },
-            ],
-            "description": "A decimal amount greater than zero and at most "
-            f"{MAX_AMOUNT_TEXT}, with at most 2 fraction digits. Strings are preferred.",
-        }
-    ),
-]
-Currency = Annotated[
-    str,
-    BeforeValidator(_currency),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": ["USD"],
-            "default": "USD",
-            "description": "USD, the only currency (its ASCII letters in any case are accepted)",
-        }
-    ),
-]
-# Text PostgreSQL can store: no NUL. (`_storable` also refuses lone surrogates, which no
-# valid Unicode string, and so nothing a schema describes, contains.)
-_TEXT = r"[^\u0000]"
-Name = Annotated[
-    str,
-    BeforeValidator(_text(200, allow_blank=False)),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 200,
-            "pattern": rf"^{_TEXT}*[^\s\u0000]{_TEXT}*$",
-        }
-    ),
-]
-Reference = Annotated[
-    str,
-    BeforeValidator(_text(255, allow_blank=True)),
-    WithJsonSchema({"type": "string", "maxLength": 255, "pattern": rf"^{_TEXT}*$"}),
-]
-
-
-class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from shared.fields import Amount, Currency, Name, Reference, RequestModel
+from shared.operations import KINDS
 
 
 class AccountCreate(RequestModel):
@@ -124,43 +24,6 @@ class AccountCreate(RequestModel):
     )
     name: Name
     currency: Currency = "USD"
-
-
-class ReplenishmentCreate(RequestModel):
-    model_config = ConfigDict(
-        {
-            "extra": "forbid",
-            "json_schema_extra": {
-                "examples": [{"amount": "25.00", "currency": "USD", "reference": "top-up 42"}]
-            },
-        }
-    )
-    amount: Amount
-    currency: Currency = "USD"
-    reference: Reference | None = None
-
-
-class TransferCreate(RequestModel):
-    model_config = ConfigDict(
-        {
-            "extra": "forbid",
-            "json_schema_extra": {
-                "examples": [
-                    {
-                        "from_wallet_id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
-                        "to_wallet_id": "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12",
-                        "amount": "5.00",
-                        "reference": "rent",
-                    }
-                ]
-            },
-        }
-    )
-    from_wallet_id: UUID
-    to_wallet_id: UUID
-    amount: Amount
-    currency: Currency = "USD"
-    reference: Reference | None = None
 
 
 MAX_BATCH_ITEMS = 10_000
@@ -215,6 +78,8 @@ class BatchCreate(RequestModel):
 # --- Responses (documentation) --------------------------------------------------------
 
 Money = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["25.00"])]
+# One of the kinds of `shared.operations`, whichever exist.
+OperationType = Annotated[str, WithJsonSchema({"type": "string", "enum": list(KINDS)})]
 
 
 class Wallet(BaseModel):
@@ -287,7 +152,7 @@ class Posting(BaseModel):
     id: UUID
     transaction_id: UUID
     operation_id: UUID
-    type: Literal["replenishment", "transfer"]
+    type: OperationType
     amount: Money
     balance_after: Money
     created_at: datetime
@@ -327,7 +192,7 @@ class Operation(BaseModel):
         }
     )
     id: UUID
-    type: Literal["replenishment", "transfer"]
+    type: OperationType
     status: Literal["pending", "succeeded", "failed"]
     amount: Money
     currency: Literal["USD"]

@@ -14,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from shared.asyncdb import Connection, Record
 from shared.db import Cursor
 from shared.ids import uuid7
 
@@ -101,6 +102,16 @@ def revoke_key(cur: Cursor, ref: str) -> list[tuple[uuid.UUID, bytes]]:
     if len(matches) == 1:
         cur.execute(REVOKE_KEY, {"id": matches[0][0]})
     return matches
+
+
+TENANT_FOR_KEY = """
+SELECT id, tenant_id, key_hash FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL
+"""
+
+
+async def tenant_for_key_hash(conn: Connection, key_hash: bytes) -> Record | None:
+    """The API's lookup of a key (asyncpg): its id and tenant, if it is active."""
+    return await conn.fetchrow(TENANT_FOR_KEY, key_hash)
 
 
 def announce_revocation(key_hash: bytes) -> bool:

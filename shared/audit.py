@@ -10,8 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.db import Cursor
+from shared.operations import KINDS
 
 SAMPLE = 20
+
+
+def _legs(side: str) -> str:
+    """Whether posting `p` (of wallet `w`) is, for its operation `o`, the leg each kind
+    puts on `side` (see `Kind.audit_debit` and `audit_credit`)."""
+    cases = []
+    for kind in KINDS.values():
+        wallet = getattr(kind, side)
+        test = "w.kind = 'funding'" if wallet == "'funding'" else f"p.wallet_id = {wallet}"
+        cases.append(f"(o.type = '{kind.name}' AND {test})")
+    return "(" + " OR ".join(cases) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,18 +98,18 @@ CHECKS = [
     Check(
         "postings_match_operations",
         "a transaction moves exactly its operation's amount between its operation's wallets",
-        """
+        f"""
         SELECT o.id, o.type, o.amount, t.id AS transaction_id
         FROM operation o JOIN transaction t ON t.operation_id = o.id
         WHERE t.type <> o.type
            OR NOT EXISTS (
-                SELECT 1 FROM posting p WHERE p.transaction_id = t.id AND p.amount = o.amount
-                  AND p.wallet_id = COALESCE(o.wallet_id, o.to_wallet_id))
+                SELECT 1 FROM posting p JOIN wallet w ON w.id = p.wallet_id
+                WHERE p.transaction_id = t.id AND p.amount = o.amount
+                  AND {_legs("audit_credit")})
            OR NOT EXISTS (
                 SELECT 1 FROM posting p JOIN wallet w ON w.id = p.wallet_id
                 WHERE p.transaction_id = t.id AND p.amount = -o.amount
-                  AND ((o.type = 'transfer' AND p.wallet_id = o.from_wallet_id)
-                    OR (o.type = 'replenishment' AND w.kind = 'funding')))
+                  AND {_legs("audit_debit")})
            OR (SELECT count(*) FROM posting p WHERE p.transaction_id = t.id) <> 2
         """,
     ),

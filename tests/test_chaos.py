@@ -337,8 +337,15 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         system.worker.wait_for_log("ready.", timeout=60)
 
     def celery_main() -> int:
-        [main] = children(system.worker.pid)  # `paysys worker` runs Celery as its child
-        return main
+        """`paysys worker` runs Celery as its child, and starts a new one when Celery dies
+        (as it may after a Redis restart): wait for the one running now and its pool."""
+        deadline = time.monotonic() + 60
+        while True:
+            mains = children(system.worker.pid)
+            if len(mains) == 1 and children(next(iter(mains))):
+                return next(iter(mains))
+            assert time.monotonic() < deadline, "the worker has no Celery process with a pool"
+            time.sleep(0.2)
 
     def kill_worker_child() -> None:
         pool = children(celery_main())

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shared import audit
-from shared.ledger.service import MAX_BALANCE, drain_once
+from shared.ledger.book import MAX_BALANCE
+from shared.ledger.service import drain_once
 from tests.scratch_ledger import Conn, accept, drain_all, scratch_database
 
 REFUSE = """

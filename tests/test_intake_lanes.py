@@ -17,9 +17,10 @@ import httpx
 import psycopg2.extensions
 import pytest
 
+from shared.asyncdb import Connection
 from shared.errors import NotFound
-from shared.intake.repository import Connection
-from shared.intake.service import Accepted, WalletLanes
+from shared.intake.idempotency import Accepted
+from shared.intake.lanes import WalletLanes
 from shared.settings import get_settings
 from tests.conftest import query
 from tests.helpers import Api, new_key

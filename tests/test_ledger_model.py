@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.ledger.repository import PendingOperation, WalletState
-from shared.ledger.service import apply, interleave
+from shared.ledger.book import apply
+from shared.ledger.repository import WalletState
+from shared.ledger.service import interleave
+from shared.operations.kind import PendingOperation
 from tests.ledger_model import model_outcomes
 
 WALLETS = [uuid.UUID(int=i) for i in range(1, 6)]

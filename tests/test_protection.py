@@ -290,7 +290,8 @@ def test_one_announcement_costs_one_read_for_every_waiter(kind: str) -> None:
 
     import redis.asyncio as aioredis
 
-    from api.resources import CompletionHub, KeyCache
+    from api.hub import CompletionHub
+    from api.keys import KeyCache
     from api.routes.common import long_poll
     from shared.settings import get_settings
 

@@ -18,12 +18,12 @@ from api.deps import (
     problem_responses,
 )
 from api.jsonbody import JsonRoute
-from api.responses import JSON
+from api.responses import Model
 from api.routes.common import accepted_response, check_currency
 from api.schemas import Account, AccountCreate, AccountPage
+from shared.accounts import repository as accounts
 from shared.errors import NotFound
-from shared.intake import repository as repo
-from shared.intake import service as intake
+from shared.intake.accounts import create_account as accept_account
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["accounts"])
 
@@ -44,7 +44,7 @@ async def create_account(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     check_currency(body.currency)
-    accepted = await intake.create_account(
+    accepted = await accept_account(
         res.pool,
         tenant_id=tenant,
         idempotency_key=idempotency_key,
@@ -52,7 +52,7 @@ async def create_account(
         currency=body.currency,
     )
     document = serialize.account(accepted.resource)
-    return accepted_response(accepted, document, f"/v1/accounts/{document['id']}")
+    return accepted_response(accepted, document, f"/v1/accounts/{accepted.resource['id']}")
 
 
 @router.get(
@@ -69,9 +69,15 @@ async def list_accounts(
 ) -> Response:
     before = serialize.decode_account_cursor(cursor)
     async with res.pool.acquire() as conn:
-        rows = await repo.list_accounts(conn, tenant, before, limit + 1)
-    return JSON(
-        serialize.page(rows, limit, serialize.account, lambda r: serialize.account_cursor(r["id"]))
+        rows = await accounts.list_accounts(conn, tenant, before, limit + 1)
+    return Model(
+        serialize.page(
+            AccountPage,
+            rows,
+            limit,
+            serialize.account,
+            lambda r: serialize.account_cursor(r["id"]),
+        )
     )
 
 
@@ -87,7 +93,7 @@ async def get_account(
     account_id: AccountId,
 ) -> Response:
     async with res.pool.acquire() as conn:
-        row = await repo.get_account(conn, account_id, tenant)
+        row = await accounts.get_account(conn, account_id, tenant)
     if row is None:
         raise NotFound(f"Account {account_id} not found")
-    return JSON(serialize.account(row))
+    return Model(serialize.account(row))

@@ -24,21 +24,24 @@ from api.deps import (
 from api.errors import field_errors
 from api.jsonbody import JsonRoute
 from api.resources import Resources
-from api.responses import JSON
-from api.routes.common import long_poll, operation_accepted
+from api.responses import Model
+from api.routes.common import accepted_response, long_poll, operation_accepted
 from api.schemas import (
     Batch,
     BatchCreate,
     BatchItemCreate,
     BatchValidation,
-    Currency,
     OperationPage,
 )
+from shared.accounts import repository as accounts
+from shared.asyncdb import Record
 from shared.errors import FieldError, NotFound, UnsupportedCurrency, ValidationFailed
-from shared.intake import repository as repo
-from shared.intake import service as intake
-from shared.intake.repository import Record
+from shared.fields import Currency
+from shared.intake import batches
+from shared.intake.batches import BatchItem
 from shared.money import CURRENCY, SUPPORTED_CURRENCIES
+from shared.operations import repository as operations
+from shared.operations.replenishment import Replenishment
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
 
@@ -52,8 +55,8 @@ _CURRENCY: TypeAdapter[str] = TypeAdapter(Currency)
 _UNSUPPORTED = 'Only "USD" is supported'
 
 
-def _batch_item(item: BatchItemCreate) -> intake.BatchItem:
-    return intake.BatchItem(item.wallet_id, item.amount, item.currency, item.reference)
+def _batch_item(item: BatchItemCreate) -> BatchItem:
+    return BatchItem(item.wallet_id, item.amount, item.currency, item.reference)
 
 
 def _salvage(value: object) -> tuple[UUID | None, str | None]:
@@ -69,7 +72,7 @@ def _salvage(value: object) -> tuple[UUID | None, str | None]:
     return wallet, currency
 
 
-async def _items(res: Resources, tenant: UUID, raw: list[Any]) -> list[intake.BatchItem]:
+async def _items(res: Resources, tenant: UUID, raw: list[Any]) -> list[BatchItem]:
     """The batch's items, or a 422 naming every bad item in one answer: malformed ones,
     ones in another currency and ones naming a wallet the tenant does not have.
 
@@ -108,7 +111,7 @@ async def _items(res: Resources, tenant: UUID, raw: list[Any]) -> list[intake.Ba
             wallets[index] = wallet
     if wallets:
         async with res.pool.acquire() as conn:
-            known = await repo.tenant_wallet_ids(conn, list(set(wallets.values())), tenant)
+            known = await accounts.tenant_wallet_ids(conn, list(set(wallets.values())), tenant)
         errors += [
             (index, FieldError(["body", "items", index, "wallet_id"], f"Wallet {wallet} not found"))
             for index, wallet in wallets.items()
@@ -139,7 +142,7 @@ async def create_batch(
     idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
     items = await _items(res, tenant, body.items)
-    accepted = await intake.create_batch(
+    accepted = await batches.create_batch(
         res.pool,
         tenant_id=tenant,
         idempotency_key=idempotency_key,
@@ -147,15 +150,19 @@ async def create_batch(
         request_id=req_id,
         admission=res.backlog.retry_after,
     )
-    document = serialize.batch(accepted.resource)
-    return operation_accepted(
+    operation_accepted(
         res,
         accepted,
-        document,
-        f"/v1/replenishment-batches/{document['id']}",
+        kind=Replenishment.name,
         operations=len(items),
         request_id=req_id,
         tenant=tenant,
+        batch=True,
+    )
+    return accepted_response(
+        accepted,
+        serialize.batch(accepted.resource),
+        f"/v1/replenishment-batches/{accepted.resource['id']}",
     )
 
 
@@ -169,8 +176,8 @@ async def create_batch(
 )
 async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate) -> Response:
     items = await _items(res, tenant, body.items)
-    await intake.validate_batch(res.pool, tenant_id=tenant, items=items)
-    return JSON({"valid": True, "total": len(items)})
+    await batches.validate_batch(res.pool, tenant_id=tenant, items=items)
+    return Model(BatchValidation.model_construct(valid=True, total=len(items)))
 
 
 @router.get(
@@ -184,18 +191,18 @@ async def get_batch(
 ) -> Response:
     async def fetch() -> Record | None:
         async with res.pool.acquire() as conn:
-            return await repo.get_batch(conn, batch_id, tenant)
+            return await operations.get_batch(conn, batch_id, tenant)
 
     async def still_pending() -> bool:
         async with res.pool.acquire() as conn:
-            return await repo.batch_has_pending(conn, batch_id)
+            return await operations.batch_has_pending(conn, batch_id)
 
     row = await long_poll(
         res.hub, tenant, f"b:{batch_id}", wait, fetch, lambda r: r["pending"] == 0, still_pending
     )
     if row is None:
         raise NotFound(f"Batch {batch_id} not found")
-    return JSON(serialize.batch(row))
+    return Model(serialize.batch(row))
 
 
 @router.get(
@@ -213,11 +220,12 @@ async def list_batch_operations(
 ) -> Response:
     after = serialize.decode_number_cursor(cursor)
     async with res.pool.acquire() as conn:
-        if not await repo.batch_exists(conn, batch_id, tenant):
+        if not await operations.batch_exists(conn, batch_id, tenant):
             raise NotFound(f"Batch {batch_id} not found")
-        rows = await repo.list_batch_operations(conn, batch_id, tenant, after, limit + 1)
-    return JSON(
+        rows = await operations.list_batch_operations(conn, batch_id, tenant, after, limit + 1)
+    return Model(
         serialize.page(
+            OperationPage,
             rows,
             limit,
             serialize.operation,

@@ -6,19 +6,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from api import serialize
-from api.resources import CompletionHub, Resources
-from api.responses import JSON
+from api.hub import CompletionHub
+from api.resources import Resources
+from api.responses import Model
 from shared import metrics
+from shared.asyncdb import Record
 from shared.errors import UnsupportedCurrency
-from shared.intake.repository import Record
-from shared.intake.service import Accepted
+from shared.intake.idempotency import Accepted
+from shared.intake.operations import accept_operation
 from shared.money import SUPPORTED_CURRENCIES
+from shared.operations.kind import NewOperation
 
 log = logging.getLogger("paysys.api")
 
@@ -31,52 +34,62 @@ def check_currency(currency: str) -> None:
 def operation_accepted(
     res: Resources,
     accepted: Accepted,
-    document: dict[str, Any],
-    location: str,
     *,
+    kind: str,
     operations: int,
     request_id: str | None,
     tenant: UUID,
-) -> Response:
-    """What every accepting route does once its statement committed: wake a worker, count
-    and log what is new (a replay is neither), and answer."""
-    if not accepted.replayed:
-        res.doorbell.ring()
-        batch = "total" in document
-        kind = "replenishment" if batch else document["type"]
-        metrics.operations_accepted.labels(kind).inc(operations)
-        extra = {
-            "type": kind,
-            "operations": operations,
-            "request_id": request_id,
-            "tenant_id": str(tenant),
-            "batch_id" if batch else "operation_id": document["id"],
-        }
-        log.info("batch accepted" if batch else "operation accepted", extra=extra)
-    return accepted_response(accepted, document, location)
+    batch: bool = False,
+) -> None:
+    """What every accepting route does once its statement committed: wake a worker, and
+    count and log what is new (a replay is neither)."""
+    if accepted.replayed:
+        return
+    res.doorbell.ring()
+    metrics.operations_accepted.labels(kind).inc(operations)
+    extra = {
+        "type": kind,
+        "operations": operations,
+        "request_id": request_id,
+        "tenant_id": str(tenant),
+        "batch_id" if batch else "operation_id": str(accepted.resource["id"]),
+    }
+    log.info("batch accepted" if batch else "operation accepted", extra=extra)
 
 
-def single_operation_accepted(
-    res: Resources, accepted: Accepted, *, request_id: str | None, tenant: UUID
+async def accept_one(
+    res: Resources,
+    new: NewOperation,
+    *,
+    tenant: UUID,
+    idempotency_key: str,
+    request_id: str | None,
 ) -> Response:
-    """`operation_accepted` for a route that accepts one operation."""
-    document = serialize.operation(accepted.resource)
-    return operation_accepted(
-        res,
-        accepted,
-        document,
-        f"/v1/operations/{document['id']}",
-        operations=1,
+    """The whole of a route that accepts one operation, of any kind."""
+    check_currency(new.currency)
+    accepted = await accept_operation(
+        res.lanes,
+        new,
+        tenant_id=tenant,
+        idempotency_key=idempotency_key,
         request_id=request_id,
-        tenant=tenant,
+        admission=res.backlog.retry_after,
+    )
+    operation_accepted(
+        res, accepted, kind=new.kind, operations=1, request_id=request_id, tenant=tenant
+    )
+    return accepted_response(
+        accepted,
+        serialize.operation(accepted.resource),
+        f"/v1/operations/{accepted.resource['id']}",
     )
 
 
-def accepted_response(accepted: Accepted, document: dict[str, Any], location: str) -> Response:
+def accepted_response(accepted: Accepted, document: BaseModel, location: str) -> Response:
     headers = {"Location": location}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSON(document, status_code=accepted.status_code, headers=headers)
+    return Model(document, status_code=accepted.status_code, headers=headers)
 
 
 # A long poll re-reads the database at least this often, in case an announcement was lost.

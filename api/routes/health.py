@@ -13,8 +13,8 @@ from api.errors import UNAVAILABLE_ERRORS
 from api.responses import JSON
 from api.schemas import Health
 from shared import metrics
-from shared.intake import repository as repo
-from shared.intake.service import Pool
+from shared.asyncdb import Pool
+from shared.operations import repository as operations
 
 router = APIRouter(tags=["health"])
 
@@ -40,7 +40,7 @@ async def backlog_gauges(pool: Pool) -> bytes:
     """The gauges only the database knows. /metrics computes them at most once a second
     (see `Resources.gauges`), however often it is scraped."""
     async with pool.acquire() as conn:
-        row = await asyncio.wait_for(repo.backlog(conn), READY_TIMEOUT)
+        row = await asyncio.wait_for(operations.backlog(conn), READY_TIMEOUT)
     return (
         "# HELP paysys_operations_pending Operations accepted and not yet applied\n"
         "# TYPE paysys_operations_pending gauge\n"
@@ -65,7 +65,7 @@ async def healthz() -> Response:
 async def readyz(res: ResourcesDep) -> Response:
     async def postgres() -> None:
         async with res.pool.acquire() as conn:
-            await repo.ping(conn)
+            await conn.fetchval("SELECT 1")
 
     async def redis() -> None:
         await res.redis.ping()

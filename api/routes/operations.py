@@ -18,13 +18,13 @@ from api.deps import (
     problem_responses,
 )
 from api.jsonbody import JsonRoute
-from api.responses import JSON
-from api.routes.common import check_currency, long_poll, single_operation_accepted
-from api.schemas import Operation, TransferCreate
+from api.responses import Model
+from api.routes.common import accept_one, long_poll
+from api.schemas import Operation
+from shared.asyncdb import Record
 from shared.errors import NotFound
-from shared.intake import repository as repo
-from shared.intake import service as intake
-from shared.intake.repository import Record
+from shared.operations import repository as operations
+from shared.operations.transfer import Transfer, TransferCreate
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["operations"])
 
@@ -45,20 +45,9 @@ async def create_transfer(
     body: TransferCreate,
     idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    check_currency(body.currency)
-    accepted = await intake.create_transfer(
-        res.lanes,
-        tenant_id=tenant,
-        idempotency_key=idempotency_key,
-        from_wallet_id=body.from_wallet_id,
-        to_wallet_id=body.to_wallet_id,
-        amount=body.amount,
-        currency=body.currency,
-        reference=body.reference,
-        request_id=req_id,
-        admission=res.backlog.retry_after,
+    return await accept_one(
+        res, Transfer.new(body), tenant=tenant, idempotency_key=idempotency_key, request_id=req_id
     )
-    return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)
 
 
 @router.get(
@@ -75,12 +64,11 @@ async def get_operation(
 ) -> Response:
     async def fetch() -> Record | None:
         async with res.pool.acquire() as conn:
-            return await repo.get_operation(conn, operation_id, tenant)
+            return await operations.get_operation(conn, operation_id, tenant)
 
     row = await long_poll(
         res.hub, tenant, f"o:{operation_id}", wait, fetch, lambda r: r["status"] != "pending"
     )
     if row is None:
         raise NotFound(f"Operation {operation_id} not found")
-    assert row is not None
-    return JSON(serialize.operation(row))
+    return Model(serialize.operation(row))

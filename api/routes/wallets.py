@@ -19,12 +19,13 @@ from api.deps import (
     problem_responses,
 )
 from api.jsonbody import JsonRoute
-from api.responses import JSON
-from api.routes.common import check_currency, single_operation_accepted
-from api.schemas import Operation, PostingPage, ReplenishmentCreate, Wallet
+from api.responses import Model
+from api.routes.common import accept_one
+from api.schemas import Operation, PostingPage, Wallet
+from shared.accounts import repository as accounts
 from shared.errors import NotFound
-from shared.intake import repository as repo
-from shared.intake import service as intake
+from shared.ledger import reads as ledger
+from shared.operations.replenishment import Replenishment, ReplenishmentCreate
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["wallets"])
 
@@ -43,10 +44,10 @@ async def get_wallet(
     wallet_id: WalletId,
 ) -> Response:
     async with res.pool.acquire() as conn:
-        row = await repo.get_wallet(conn, wallet_id, tenant)
+        row = await accounts.get_wallet(conn, wallet_id, tenant)
     if row is None:
         raise NotFound(f"Wallet {wallet_id} not found")
-    return JSON(serialize.wallet(row))
+    return Model(serialize.wallet(row))
 
 
 @router.get(
@@ -64,12 +65,16 @@ async def list_postings(
 ) -> Response:
     before = serialize.decode_number_cursor(cursor)
     async with res.pool.acquire() as conn:
-        if await repo.get_wallet(conn, wallet_id, tenant) is None:
+        if await accounts.get_wallet(conn, wallet_id, tenant) is None:
             raise NotFound(f"Wallet {wallet_id} not found")
-        rows = await repo.list_postings(conn, wallet_id, before, limit + 1)
-    return JSON(
+        rows = await ledger.list_postings(conn, wallet_id, before, limit + 1)
+    return Model(
         serialize.page(
-            rows, limit, serialize.posting, lambda r: serialize.number_cursor("e", r["entry_no"])
+            PostingPage,
+            rows,
+            limit,
+            serialize.posting,
+            lambda r: serialize.number_cursor("e", r["entry_no"]),
         )
     )
 
@@ -89,16 +94,7 @@ async def create_replenishment(
     body: ReplenishmentCreate,
     idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
-    check_currency(body.currency)
-    accepted = await intake.create_replenishment(
-        res.lanes,
-        tenant_id=tenant,
-        idempotency_key=idempotency_key,
-        wallet_id=wallet_id,
-        amount=body.amount,
-        currency=body.currency,
-        reference=body.reference,
-        request_id=req_id,
-        admission=res.backlog.retry_after,
+    new = Replenishment.new(body, wallet_id)
+    return await accept_one(
+        res, new, tenant=tenant, idempotency_key=idempotency_key, request_id=req_id
     )
-    return single_operation_accepted(res, accepted, request_id=req_id, tenant=tenant)

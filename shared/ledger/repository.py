@@ -5,28 +5,12 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from shared.db import Cursor
+from shared.operations.kind import PendingOperation
 
 # Namespace of the advisory locks that claim a wallet's queue (hashtextextended's seed).
 CLAIM_LOCK_SEED = 0x70617973  # "pays"
-
-
-@dataclass(slots=True)
-class PendingOperation:
-    id: uuid.UUID
-    type: str
-    amount: int
-    wallet_id: uuid.UUID | None
-    from_wallet_id: uuid.UUID | None
-    to_wallet_id: uuid.UUID | None
-    batch_id: uuid.UUID | None
-    queue_wallet_id: uuid.UUID
-    seq: int
-    created_at: datetime
-    tenant_id: uuid.UUID
-    request_id: str | None
 
 
 @dataclass(slots=True)

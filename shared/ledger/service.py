@@ -43,30 +43,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psycopg2
-
 from shared import metrics
 from shared.db import Cursor, transaction
-from shared.ids import uuid7
 from shared.ledger import repository as repo
-from shared.ledger.repository import OutcomeRow, PendingOperation, PostingRow, WalletState
-from shared.money import format_cents
+from shared.ledger.book import TRANSIENT_ERRORS, Locked
+from shared.operations import KINDS
+from shared.operations.kind import PendingOperation
 
 log = logging.getLogger("paysys.ledger")
 
-INSUFFICIENT_FUNDS = "insufficient_funds"
-BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
-INTERNAL_ERROR = "internal_error"
-INTERNAL_ERROR_MESSAGE = (
-    "The operation could not be applied because of an internal error; nothing moved"
-)
-# 999,999,999,999.99: far below what a BIGINT of cents holds, whatever is added to it.
-MAX_BALANCE = 99_999_999_999_999
-# A drain that finds more operations at fault than this gives up (and is retried): so
-# many at once is a fault of the drain, not of its operations.
-MAX_FAULTY_PER_DRAIN = 16
-# Failures that say nothing about the operations: the work is retried as it is.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
 SMALL_DRAIN = 32
 PAUSE_AFTER_SMALL_DRAIN = 0.005
 
@@ -91,75 +76,6 @@ class DrainResult:
         return sum(1 for _, status, _ in self.outcomes if status == "succeeded")
 
 
-class _Book:
-    """The locked wallets of one drain and the rows the drain will write."""
-
-    def __init__(self, wallets: dict[uuid.UUID, WalletState]):
-        self.wallets = wallets
-        self.touched: set[uuid.UUID] = set()
-        self.transactions: list[tuple[uuid.UUID, uuid.UUID, str]] = []
-        self.postings: list[PostingRow] = []
-        self.outcomes: list[OutcomeRow] = []
-
-    def post(self, operation: PendingOperation, legs: list[tuple[uuid.UUID, int]]) -> None:
-        transaction_id = uuid7()
-        self.transactions.append((transaction_id, operation.id, operation.type))
-        for wallet_id, amount in legs:
-            wallet = self.wallets[wallet_id]
-            wallet.balance += amount
-            wallet.entry_count += 1
-            self.touched.add(wallet_id)
-            self.postings.append(
-                (uuid7(), transaction_id, wallet_id, wallet.entry_count, amount, wallet.balance)
-            )
-        self.outcomes.append((operation.id, "succeeded", None, None))
-
-    def fail(self, operation: PendingOperation, code: str, message: str) -> None:
-        self.outcomes.append((operation.id, "failed", code, message))
-
-
-def apply(
-    operations: list[PendingOperation],
-    wallets: dict[uuid.UUID, WalletState],
-    funding: WalletState | None,
-    faulty: frozenset[uuid.UUID] = frozenset(),
-) -> _Book:
-    """Decide each operation's outcome, in order, against the locked balances (which it
-    updates). Operations in `faulty` fail with `internal_error`."""
-    if funding is not None:
-        wallets = {**wallets, funding.id: funding}
-    book = _Book(wallets)
-    for op in operations:
-        if op.id in faulty:
-            book.fail(op, INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE)
-            continue
-        if op.type == "replenishment":
-            assert op.wallet_id is not None and funding is not None
-            source_id, destination_id = funding.id, op.wallet_id
-        else:
-            assert op.from_wallet_id is not None and op.to_wallet_id is not None
-            source_id, destination_id = op.from_wallet_id, op.to_wallet_id
-            source = wallets[source_id]
-            if source.balance < op.amount:
-                book.fail(
-                    op,
-                    INSUFFICIENT_FUNDS,
-                    f"The source wallet's balance ({format_cents(source.balance)}) "
-                    f"does not cover {format_cents(op.amount)}",
-                )
-                continue
-        destination = wallets[destination_id]
-        if destination.balance + op.amount > MAX_BALANCE:
-            book.fail(
-                op,
-                BALANCE_LIMIT_EXCEEDED,
-                f"The credit would take the wallet above {format_cents(MAX_BALANCE)}",
-            )
-            continue
-        book.post(op, [(source_id, -op.amount), (destination_id, op.amount)])
-    return book
-
-
 def interleave(operations: list[PendingOperation]) -> list[PendingOperation]:
     """One application order for a drain: each wallet's operations stay in their queue
     order, and the queues are merged by arrival (`seq`), so that a credit accepted before a
@@ -172,77 +88,6 @@ def interleave(operations: list[PendingOperation]) -> list[PendingOperation]:
         keyed.append((key, op))
     keyed.sort(key=lambda pair: pair[0])  # stable: ties keep queue order
     return [op for _, op in keyed]
-
-
-@dataclass(slots=True)
-class _Locked:
-    """What a drain claimed and locked: its operations, in application order, and the
-    balances as they were when locked (each attempt to apply starts from these)."""
-
-    operations: list[PendingOperation]
-    wallets: list[tuple[uuid.UUID, int, int]]
-    funding: tuple[uuid.UUID, int, int] | None
-
-    def write(
-        self, cur: Cursor, count: int | None = None, faulty: frozenset[uuid.UUID] = frozenset()
-    ) -> _Book:
-        """Apply the first `count` operations (all by default) and write the outcome."""
-        operations = self.operations if count is None else self.operations[:count]
-        wallets = {w[0]: WalletState(*w) for w in self.wallets}
-        funding = WalletState(*self.funding) if self.funding is not None else None
-        book = apply(operations, wallets, funding, faulty)
-        if book.transactions:
-            repo.insert_transactions(cur, book.transactions)
-            repo.insert_postings(cur, book.postings)
-            repo.update_wallets(
-                cur,
-                [(w, book.wallets[w].balance, book.wallets[w].entry_count) for w in book.touched],
-            )
-        if book.outcomes:
-            completed = repo.complete_operations(cur, book.outcomes)
-            if completed != len(book.outcomes):
-                # Someone else completed one of them: never write its postings twice.
-                raise RuntimeError(
-                    f"expected to complete {len(book.outcomes)} operations, completed {completed}"
-                )
-        return book
-
-    def attempt(
-        self, cur: Cursor, count: int | None = None, faulty: frozenset[uuid.UUID] = frozenset()
-    ) -> Exception | None:
-        """Whether `write` would succeed: tried in a savepoint, always rolled back."""
-        cur.execute("SAVEPOINT attempt")
-        try:
-            self.write(cur, count, faulty)
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as exc:
-            return exc
-        finally:
-            cur.execute("ROLLBACK TO SAVEPOINT attempt")
-        return None
-
-    def find_faulty(self, cur: Cursor, error: Exception) -> dict[uuid.UUID, Exception]:
-        """The operations that make writing fail, each with its error: the shortest failing
-        prefix ends with one; fail it, and look again until the whole drain writes."""
-        faulty: dict[uuid.UUID, Exception] = {}
-        while True:
-            ok, failing = 0, len(self.operations)  # a prefix of `failing` is known to fail
-            while failing - ok > 1:
-                middle = (ok + failing) // 2
-                exc = self.attempt(cur, middle, frozenset(faulty))
-                if exc is None:
-                    ok = middle
-                else:
-                    failing, error = middle, exc
-            culprit = self.operations[failing - 1]
-            if culprit.id in faulty or len(faulty) >= MAX_FAULTY_PER_DRAIN:
-                raise error  # failing it does not help: not the operation's fault
-            faulty[culprit.id] = error
-            next_error = self.attempt(cur, None, frozenset(faulty))
-            if next_error is None:
-                return faulty
-            error = next_error
 
 
 def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
@@ -260,18 +105,18 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
         return result
 
     funding = None
-    if any(op.type == "replenishment" for op in operations):
+    if any(KINDS[op.type].uses_funding for op in operations):
         funding = repo.lock_funding_wallet(cur)
     wallet_ids: set[uuid.UUID] = set()
     for op in operations:
-        wallet_ids.update(w for w in (op.wallet_id, op.from_wallet_id, op.to_wallet_id) if w)
+        wallet_ids.update(KINDS[op.type].wallets(op))
     wallets = repo.lock_wallets(cur, list(wallet_ids))
     if len(wallets) != len(wallet_ids):
         raise RuntimeError(
             f"operations name wallets that are not user wallets: "
             f"{sorted(map(str, wallet_ids - wallets.keys()))}"
         )
-    locked = _Locked(
+    locked = Locked(
         operations,
         [(w.id, w.balance, w.entry_count) for w in wallets.values()],
         (funding.id, funding.balance, funding.entry_count) if funding is not None else None,

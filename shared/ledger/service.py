@@ -158,6 +158,9 @@ def drain_round(
 ) -> DrainResult:
     """One drain in its own database transaction, logged and counted once committed."""
     started = time.monotonic()
+    # The service opens this transaction, not the task: a drain task runs many rounds,
+    # each of which must commit before the next claims (its claims end with it), and
+    # what is announced after a round is exactly what that round committed.
     with transaction() as cur:
         result = drain_once(cur, max_ops)
     if result.applied:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from types import FrameType
@@ -110,17 +109,3 @@ def keep_alive(args: list[str], name: str) -> int:
         if stop.wait(backoff):
             return code
         backoff = min(backoff * 2, 30.0)
-
-
-def serve_metrics(port: int, directory: str | None) -> None:
-    """Serve the metrics of this worker's processes (Celery's pool children included) on
-    `port`, for a Prometheus that scrapes workers directly (one container each)."""
-    if directory is None:
-        directory = tempfile.mkdtemp(prefix="paysys-worker-metrics-")
-    os.environ["PAYSYS_METRICS_DIR"] = directory  # inherited by the Celery child
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, registry=registry)

@@ -1,0 +1,123 @@
+"""The long-running services, each started alone: `paysys api`, `worker` and `sweeper`
+(`paysys run` starts all three, see `paysys.cli.run`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from paysys import logs
+from paysys.cli.servers import listen, use_servers
+from shared.settings import get_settings
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--workers", type=int, default=None, help="API processes (default 1).")
+def api(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    logs.configure("api")
+    # Uvicorn handles SIGTERM gracefully, then re-raises it with the previous handler in
+    # place: make that previous handler a clean exit, so a graceful stop exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    sock = listen(host, port)
+    use_servers(shared=True)
+    settings = get_settings()
+    settings.require_database_url()
+    settings.require_redis_url()
+    config = uvicorn.Config(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.api_workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the API logs each request itself, with its request id
+        log_config=None,  # uvicorn's loggers go through paysys's (JSON) handler
+        timeout_graceful_shutdown=10,
+        # X-Forwarded-For only from proxies the operator named: uvicorn's default would
+        # believe any local process, which could then pose as any client address.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+    )
+    logging.getLogger("paysys.api").info("listening on http://%s:%s", host, port)
+    if config.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock.set_inheritable(True)
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    config.load_app()
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=int, default=None, help="Pool processes (default 1).")
+@click.option(
+    "--no-restart",
+    is_flag=True,
+    hidden=True,
+    help="Run Celery in this process, without restarting it if it dies.",
+)
+def worker(concurrency: int | None, no_restart: bool) -> None:
+    """Run a Celery worker that applies operations (restarted if it ever dies)."""
+    logs.configure("worker")
+    if not no_restart:
+        use_servers(shared=True)
+    settings = get_settings()
+    concurrency = concurrency or settings.worker_concurrency
+    if not no_restart:
+        from paysys.process_metrics import serve_metrics
+        from paysys.supervisor import keep_alive
+
+        if settings.worker_metrics_port:
+            serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
+        sys.exit(
+            keep_alive(
+                ["worker", "--concurrency", str(concurrency), "--no-restart"], "celery worker"
+            )
+        )
+    from worker.app import app
+
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level.upper()}",
+            f"--concurrency={concurrency}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@click.command()
+def sweeper() -> None:
+    """Re-dispatch operations left pending; expire old idempotency keys."""
+    logs.configure("sweeper")
+    use_servers(shared=True)
+    from worker import sweeper as sweeper_module
+
+    sweeper_module.run()

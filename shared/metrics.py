@@ -3,7 +3,9 @@
 Processes of one host share a directory (`PAYSYS_METRICS_DIR`, which `paysys run` sets
 up): prometheus_client then keeps each process's values in a file there, and whoever
 serves /metrics adds them all up, Celery's pool children included. Without the directory,
-each process counts for itself.
+each process counts for itself. prometheus_client chooses between the two when it is
+imported, from `PROMETHEUS_MULTIPROC_DIR`: each `paysys` command sets that variable at its
+start, before this module is imported (see `paysys.process_metrics`).
 
 What the database knows (the pending backlog and its age) is not counted here: the API
 reads it when /metrics is scraped (see `api.routes.health`).
@@ -11,25 +13,22 @@ reads it when /metrics is scraped (see `api.routes.health`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from shared.settings import get_settings
-
-_dir = get_settings().metrics_dir
-if _dir:
-    # prometheus_client picks multiprocess mode from this variable, read at import.
-    Path(_dir).mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _dir
-
-from prometheus_client import REGISTRY as _DEFAULT_REGISTRY  # noqa: E402
-from prometheus_client import (  # noqa: E402
+from prometheus_client import REGISTRY as _DEFAULT_REGISTRY
+from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
 )
+
+from shared.settings import get_settings
+
+_dir = get_settings().metrics_dir
+if _dir:
+    Path(_dir).mkdir(parents=True, exist_ok=True)  # the collector reads it, maybe empty
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -72,8 +71,8 @@ http_seconds = Histogram(
 
 def render() -> bytes:
     """The exposition text of this process, or of every process sharing the directory."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if _dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry, path=_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(_DEFAULT_REGISTRY)

@@ -13,6 +13,9 @@ from celery.signals import worker_process_init
 from shared import db
 from shared.queue import make_celery
 
+# Imported for its tasks: shared tasks, registered on every app as it is finalized.
+from worker import tasks
+
 app = make_celery()
 
 
@@ -20,11 +23,5 @@ app = make_celery()
 def _after_fork(**_: Any) -> None:
     # A pool child must not share its parent's database or Redis sockets.
     db.reset_engine()
-    from worker import tasks
-
     tasks.reset_redis()
     gc.freeze()  # the imported code lives as long as the child: keep it out of collections
-
-
-# Registers the tasks on this app (they are shared tasks, see worker/tasks.py).
-from worker import tasks as _tasks  # noqa: E402, F401

@@ -6,7 +6,7 @@ import logging
 
 import orjson
 import redis
-from celery import shared_task
+from celery import Celery, Task, shared_task
 
 from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
 from shared.ledger import service as ledger
@@ -45,7 +45,7 @@ def _publish_completions(result: ledger.DrainResult) -> None:
 # A drain is bounded by drain_max_seconds and its statements by the session's
 # statement_timeout; the time limit only stops a child that is stuck beyond both.
 @shared_task(name=DRAIN_TASK, bind=True, ignore_result=True, time_limit=300)
-def drain(self: object, slot: int | None = None) -> None:
+def drain(self: Task[..., None], slot: int | None = None) -> None:
     """Apply pending operations until none is left to claim (see shared/doorbell.py).
 
     `slot` is the doorbell that sent this task; the sweeper's tasks have none.
@@ -64,7 +64,7 @@ def drain(self: object, slot: int | None = None) -> None:
         if more:
             # Out of time with work left: hand over to a fresh task for the same doorbell,
             # which stays rung, rather than hold this pool child.
-            _hand_over(settings, slot)
+            _hand_over(self.app, settings, slot)
             return
         if not _clear_doorbell(settings, slot):
             return
@@ -83,9 +83,8 @@ def _clear_doorbell(settings: Settings, slot: int) -> bool:
         return False
 
 
-def _hand_over(settings: Settings, slot: int) -> None:
-    from worker.app import app
-
+def _hand_over(app: Celery, settings: Settings, slot: int) -> None:
+    """`app`: the worker's own, the one this task runs in (it has the broker settings)."""
     key = doorbell_key(settings, slot)
     try:
         redis_client().set(key, "1", ex=DOORBELL_TTL)

@@ -26,7 +26,7 @@ from api.middleware import (
 )
 from api.ratelimit import RateLimiter
 from api.resources import Resources, create_pool
-from api.routes import accounts, batches, health, operations, wallets
+from api.routes import accounts, batches, health, holds, operations, wallets
 from api.routes.health import backlog_gauges
 from api.schemas import Problem
 from shared.intake.lanes import WalletLanes
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(wallets.router)
     app.include_router(operations.router)
+    app.include_router(holds.router)
     app.include_router(batches.router)
     # Added last = runs first: metrics (times everything), request id, body size, then
     # authentication and the rate limit.

@@ -78,8 +78,15 @@ class BatchCreate(RequestModel):
 # --- Responses (documentation) --------------------------------------------------------
 
 Money = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["25.00"])]
-# One of the kinds of `shared.operations`, whichever exist.
-OperationType = Annotated[str, WithJsonSchema({"type": "string", "enum": list(KINDS)})]
+# One of the kinds of `shared.operations` the API offers; a posting's, one that posts.
+OperationType = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "enum": [k.name for k in KINDS.values() if not k.internal]}),
+]
+PostingType = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "enum": [k.name for k in KINDS.values() if k.posts]}),
+]
 
 
 class Wallet(BaseModel):
@@ -91,6 +98,8 @@ class Wallet(BaseModel):
                     "account_id": "0193a0c4-2b1e-7b11-a0f2-4c1d7a6b5e90",
                     "currency": "USD",
                     "balance": "20.00",
+                    "held": "5.00",
+                    "available": "15.00",
                     "updated_at": "2026-11-25T10:15:30.123456Z",
                 }
             ]
@@ -100,6 +109,8 @@ class Wallet(BaseModel):
     account_id: UUID
     currency: Literal["USD"]
     balance: Money
+    held: Money = Field(description="The sum of the wallet's active holds")
+    available: Money = Field(description="balance - held: what it can spend or hold")
     updated_at: datetime
 
 
@@ -116,6 +127,8 @@ class Account(BaseModel):
                         "account_id": "0193a0c4-2b1e-7b11-a0f2-4c1d7a6b5e90",
                         "currency": "USD",
                         "balance": "20.00",
+                        "held": "0.00",
+                        "available": "20.00",
                         "updated_at": "2026-11-25T10:15:30.123456Z",
                     },
                 }
@@ -152,7 +165,7 @@ class Posting(BaseModel):
     id: UUID
     transaction_id: UUID
     operation_id: UUID
-    type: OperationType
+    type: PostingType
     amount: Money
     balance_after: Money
     created_at: datetime
@@ -184,6 +197,9 @@ class Operation(BaseModel):
                     "reference": "rent",
                     "batch_id": None,
                     "transaction_id": "0193a0c5-1f02-7c3d-8e4f-a5b6c7d8e9f0",
+                    "hold_id": None,
+                    "reverses_operation_id": None,
+                    "reversed_amount": "0.00",
                     "error": None,
                     "created_at": "2026-11-25T10:15:30.123456Z",
                     "completed_at": "2026-11-25T10:15:30.151002Z",
@@ -202,9 +218,45 @@ class Operation(BaseModel):
     reference: str | None
     batch_id: UUID | None
     transaction_id: UUID | None
+    hold_id: UUID | None
+    reverses_operation_id: UUID | None
+    reversed_amount: Money = Field(description="The sum of its succeeded reversals")
     error: OperationError | None
     created_at: datetime
     completed_at: datetime | None
+
+
+class Hold(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a0c7-0b00-7c1d-8e2f-a3b4c5d6e7f8",
+                    "status": "held",
+                    "from_wallet_id": "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01",
+                    "to_wallet_id": "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12",
+                    "amount": "30.00",
+                    "captured_amount": None,
+                    "currency": "USD",
+                    "reference": "order 1234",
+                    "expires_at": "2026-12-02T10:15:30.123456Z",
+                    "created_at": "2026-11-25T10:15:30.123456Z",
+                    "updated_at": "2026-11-25T10:15:30.151002Z",
+                }
+            ]
+        }
+    )
+    id: UUID = Field(description="The hold operation's id")
+    status: Literal["pending", "held", "captured", "voided", "expired", "failed"]
+    from_wallet_id: UUID
+    to_wallet_id: UUID | None
+    amount: Money
+    captured_amount: Money | None
+    currency: Literal["USD"]
+    reference: str | None
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
 
 
 class Batch(BaseModel):

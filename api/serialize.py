@@ -25,6 +25,8 @@ def wallet(row: Row) -> schemas.Wallet:
         account_id=row["account_id"],
         currency=row["currency"],
         balance=format_cents(row["balance"]),
+        held=format_cents(row["held"]),
+        available=format_cents(row["balance"] - row["held"]),
         updated_at=row["updated_at"],
     )
 
@@ -57,6 +59,9 @@ def operation(row: Row) -> schemas.Operation:
         reference=row["reference"],
         batch_id=row["batch_id"],
         transaction_id=row["transaction_id"],
+        hold_id=row["hold_id"],
+        reverses_operation_id=row["reverses_operation_id"],
+        reversed_amount=format_cents(row["reversed_amount"]),
         error=error,
         created_at=row["created_at"],
         completed_at=row["completed_at"],
@@ -86,6 +91,27 @@ def batch(row: Row) -> schemas.Batch:
         failed=row["failed"],
         created_at=row["created_at"],
         completed_at=row["last_completed_at"] if completed else None,
+    )
+
+
+def hold(row: Row) -> schemas.Hold:
+    """A hold: its hold operation's outcome until it succeeded, then the hold's own."""
+    status = {"pending": "pending", "failed": "failed"}.get(
+        row["operation_status"], row["hold_status"]
+    )
+    captured = row["captured_amount"]
+    return schemas.Hold.model_construct(
+        id=row["id"],
+        status=status,
+        from_wallet_id=row["from_wallet_id"],
+        to_wallet_id=row["to_wallet_id"],
+        amount=format_cents(row["amount"]),
+        captured_amount=None if captured is None else format_cents(captured),
+        currency=row["currency"],
+        reference=row["reference"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 

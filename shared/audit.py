@@ -16,14 +16,18 @@ SAMPLE = 20
 
 
 def _legs(side: str) -> str:
-    """Whether posting `p` (of wallet `w`) is, for its operation `o`, the leg each kind
-    puts on `side` (see `Kind.audit_debit` and `audit_credit`)."""
-    cases = []
-    for kind in KINDS.values():
-        wallet = getattr(kind, side)
-        test = "w.kind = 'funding'" if wallet == "'funding'" else f"p.wallet_id = {wallet}"
-        cases.append(f"(o.type = '{kind.name}' AND {test})")
+    """Whether posting `p` (of wallet `w`) is, for its operation `o`, the leg its kind puts
+    on `side` (see `Kind.audit_debit` and `audit_credit`)."""
+    cases = [
+        f"(o.type = '{kind.name}' AND ({getattr(kind, side)}))"
+        for kind in KINDS.values()
+        if kind.posts
+    ]
     return "(" + " OR ".join(cases) + ")"
+
+
+def _posting_kinds() -> str:
+    return ", ".join(f"'{kind.name}'" for kind in KINDS.values() if kind.posts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +91,58 @@ CHECKS = [
     ),
     Check(
         "succeeded_once",
-        "a succeeded operation has exactly one ledger transaction; any other has none",
-        """
+        "a succeeded operation that moves money has exactly one ledger transaction; any "
+        "other has none",
+        f"""
         SELECT o.id, o.status, count(t.id) AS transactions
         FROM operation o LEFT JOIN transaction t ON t.operation_id = o.id
         GROUP BY o.id
-        HAVING count(t.id) <> CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END
+        HAVING count(t.id) <> CASE WHEN o.status = 'succeeded'
+                                    AND o.type IN ({_posting_kinds()}) THEN 1 ELSE 0 END
+        """,
+    ),
+    Check(
+        "held_is_active_holds",
+        "a wallet's held amount is the sum of its active holds, and within its balance",
+        """
+        SELECT w.id, w.balance, w.held, COALESCE(h.total, 0) AS active_holds
+        FROM wallet w
+        LEFT JOIN (SELECT from_wallet_id, sum(amount) AS total FROM hold
+                   WHERE status = 'held' GROUP BY from_wallet_id) h
+          ON h.from_wallet_id = w.id
+        WHERE w.held <> COALESCE(h.total, 0) OR w.held < 0
+           OR (w.kind = 'user' AND w.balance - w.held < 0)
+        """,
+    ),
+    Check(
+        "holds_match_operations",
+        "each hold is its succeeded hold operation's, captured at most once and never "
+        "beyond its amount, by its one succeeded capture",
+        """
+        SELECT h.id, h.status, h.amount, h.captured_amount, o.status AS operation_status
+        FROM hold h JOIN operation o ON o.id = h.id
+        WHERE o.type <> 'hold' OR o.status <> 'succeeded' OR o.amount <> h.amount
+           OR o.from_wallet_id <> h.from_wallet_id
+           OR o.to_wallet_id IS DISTINCT FROM h.to_wallet_id
+           OR h.captured_amount > h.amount
+           OR (h.status = 'captured') <> EXISTS (
+                SELECT 1 FROM operation c WHERE c.hold_id = h.id AND c.type = 'capture'
+                  AND c.status = 'succeeded' AND c.amount = h.captured_amount)
+           OR (SELECT count(*) FROM operation c WHERE c.hold_id = h.id
+                 AND c.type IN ('capture', 'void') AND c.status = 'succeeded') > 1
+        """,
+    ),
+    Check(
+        "reversals_within_amount",
+        "an operation's reversed amount is the sum of its succeeded reversals, at most its amount",
+        """
+        SELECT o.id, o.amount, o.reversed_amount, COALESCE(r.total, 0) AS reversals
+        FROM operation o
+        LEFT JOIN (SELECT reverses_operation_id, sum(amount) AS total FROM operation
+                   WHERE type = 'reversal' AND status = 'succeeded'
+                   GROUP BY reverses_operation_id) r
+          ON r.reverses_operation_id = o.id
+        WHERE o.reversed_amount <> COALESCE(r.total, 0) OR o.reversed_amount > o.amount
         """,
     ),
     Check(

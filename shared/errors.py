@@ -8,6 +8,7 @@ each as RFC 9457 problem+json in one place (`api.errors`), with its machine-read
     ├── ValidationFailed          422 validation_error (with a list of field errors)
     ├── UnsupportedCurrency       422 unsupported_currency
     ├── SameWallet                422 same_wallet
+    ├── NotReversible             422 not_reversible
     ├── IdempotencyKeyRequired    400 idempotency_key_required
     ├── IdempotencyKeyReused      422 idempotency_key_reused
     ├── IdempotencyKeyInUse       409 idempotency_key_in_use
@@ -71,6 +72,10 @@ class ValidationFailed(PaysysError):
 
     def extra(self) -> dict[str, Any]:
         return {"errors": [e.as_dict() for e in self.errors]}
+
+
+class NotReversible(PaysysError):
+    status, code, title = 422, "not_reversible", "Not reversible"
 
 
 class UnsupportedCurrency(PaysysError):

@@ -57,10 +57,8 @@ def _text(max_length: int, *, allow_blank: bool) -> Any:
     return check
 
 
-Amount = Annotated[
-    int,
-    BeforeValidator(_amount),
-    WithJsonSchema(
+def _amount_schema(description: str) -> WithJsonSchema:
+    return WithJsonSchema(
         {
             "oneOf": [
                 {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["25.00"]},
@@ -71,10 +69,17 @@ Amount = Annotated[
                     "multipleOf": 0.01,
                 },
             ],
-            "description": "A decimal amount greater than zero and at most "
-            f"{MAX_AMOUNT_TEXT}, with at most 2 fraction digits. Strings are preferred.",
+            "description": f"A decimal amount greater than zero and at most {MAX_AMOUNT_TEXT}, "
+            f"with at most 2 fraction digits. {description}",
         }
-    ),
+    )
+
+
+Amount = Annotated[int, BeforeValidator(_amount), _amount_schema("Strings are preferred.")]
+# An amount that may be left out (for its default), but not given as null: a client that
+# sends null most likely meant a number it did not have.
+OptionalAmount = Annotated[
+    int | None, BeforeValidator(_amount), _amount_schema("Leave it out for the default.")
 ]
 Currency = Annotated[
     str,

@@ -29,13 +29,22 @@ LONG_POLLS = {
 }
 
 # What each path parameter names: the first tenant's resource of that kind.
-PARAMETERS = {"account_id", "wallet_id", "operation_id", "batch_id"}
+PARAMETERS = {"account_id", "wallet_id", "operation_id", "batch_id", "hold_id"}
 
 Ids = dict[str, str]
 # Routes without path parameters: the request that names the first tenant's resources, and
 # the answer the second tenant must get (status, code), or None for "check the listing".
 UNPARAMETERISED: dict[tuple[str, str], tuple[Callable[[Ids, Ids], Any], int | None, str]] = {
     ("POST", "/v1/transfers"): (
+        lambda a, b: {
+            "from_wallet_id": a["wallet_id"],
+            "to_wallet_id": b["wallet_id"],
+            "amount": "1.00",
+        },
+        404,
+        "not_found",
+    ),
+    ("POST", "/v1/holds"): (
         lambda a, b: {
             "from_wallet_id": a["wallet_id"],
             "to_wallet_id": b["wallet_id"],
@@ -60,6 +69,10 @@ UNPARAMETERISED: dict[tuple[str, str], tuple[Callable[[Ids, Ids], Any], int | No
 # Bodies for routes with path parameters that take one.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/wallets/{wallet_id}/replenishments"): {"amount": "1.00"},
+    ("POST", "/v1/wallets/{wallet_id}/withdrawals"): {"amount": "1.00"},
+    ("POST", "/v1/holds/{hold_id}/capture"): {},
+    ("POST", "/v1/holds/{hold_id}/void"): {},
+    ("POST", "/v1/operations/{operation_id}/reversals"): {},
 }
 
 
@@ -79,11 +92,16 @@ def first(stack: Any) -> Ids:
     ).json()
     while batch["status"] != "completed":  # applied before the others start poking at it
         batch = api.get(f"/v1/replenishment-batches/{batch['id']}", params={"wait": 5}).json()
+    hold = api.post(
+        "/v1/holds", {"from_wallet_id": wallet, "amount": "1.00"}, key=new_key()
+    ).json()["id"]
+    api.wait(hold)
     ids = {
         "account_id": account["id"],
         "wallet_id": wallet,
         "operation_id": operation,
         "batch_id": batch["id"],
+        "hold_id": hold,
         "api_key": api.api_key,
         "base_url": api.base_url,
     }
@@ -124,7 +142,7 @@ def test_second_tenant_sees_nothing_of_the_first(
         method, path, json=body, headers={"Idempotency-Key": new_key()}
     )
     text = response.text
-    for kind in ("account_id", "wallet_id", "operation_id", "batch_id"):
+    for kind in ("account_id", "wallet_id", "operation_id", "batch_id", "hold_id"):
         assert first[kind] not in text or status is not None, f"{path} leaked {kind}"
     if status is not None:
         assert_problem(response, status, code)
@@ -136,5 +154,6 @@ def test_first_tenant_is_untouched(first: Ids, stack: Any) -> None:
     api = Api(first["base_url"], first["api_key"])
     wallet = api.wallet(first["wallet_id"])
     assert wallet["balance"] == "11.00"  # its own replenishment and its own batch only
+    assert wallet["held"] == "1.00"  # and its own hold, still held
     assert len(api.postings(first["wallet_id"])) == 2
     api.close()

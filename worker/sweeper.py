@@ -1,5 +1,5 @@
-"""The sweeper: re-sends wake-ups for operations left pending, and expires old
-idempotency keys.
+"""The sweeper: enqueues the release of holds past their expiry, re-sends wake-ups for
+operations left pending, and expires old idempotency keys.
 
 A wake-up can be lost (Redis restarted, a worker killed, a publish that failed); the
 operation itself is safe in PostgreSQL. Every `sweeper_interval` seconds the sweeper looks
@@ -26,6 +26,8 @@ log = logging.getLogger("paysys.sweeper")
 
 EXPIRE_EVERY_SECONDS = 60
 EXPIRE_BATCH = 10_000
+# Holds past their expiry enqueued per sweep; more wait for the next sweep.
+EXPIRY_BATCH = 1_000
 
 
 def run(stop: threading.Event | None = None) -> None:
@@ -49,6 +51,11 @@ def run(stop: threading.Event | None = None) -> None:
     )
     while not stop.is_set():
         try:
+            with transaction() as cur:
+                due = repo.enqueue_expiries(cur, EXPIRY_BATCH)
+            if due:
+                celery.send_task(DRAIN_TASK)
+                log.info("enqueued the expiry of %d holds", due)
             with transaction() as cur:
                 stale = repo.pending_older_than(cur, settings.sweeper_min_age)
             if stale:

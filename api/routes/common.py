@@ -18,7 +18,7 @@ from api.responses import Model
 from shared import metrics
 from shared.asyncdb import Record
 from shared.errors import UnsupportedCurrency
-from shared.intake.idempotency import Accepted
+from shared.intake.idempotency import Accepted, replay, request_hash
 from shared.intake.operations import accept_operation
 from shared.money import SUPPORTED_CURRENCIES
 from shared.operations.kind import NewOperation
@@ -82,6 +82,35 @@ async def accept_one(
         accepted,
         serialize.operation(accepted.resource),
         f"/v1/operations/{accepted.resource['id']}",
+    )
+
+
+async def accept_derived(
+    res: Resources,
+    kind: str,
+    asked: dict[str, object],
+    derive: Callable[[], Awaitable[NewOperation]],
+    *,
+    tenant: UUID,
+    idempotency_key: str,
+    request_id: str | None,
+) -> Response:
+    """A route whose operation is derived from another row (a capture from its hold, a
+    reversal from its original): a replay is answered first, from what was asked, since
+    what the row allows may have changed since (a hold captured, an operation reversed
+    in full); then `derive` (which may refuse) and `accept_one`."""
+    digest = request_hash(kind, {"kind": kind, **asked})
+    async with res.pool.acquire() as conn:
+        replayed = await replay(conn, tenant, idempotency_key, digest)
+    if replayed is not None:
+        return accepted_response(
+            replayed,
+            serialize.operation(replayed.resource),
+            f"/v1/operations/{replayed.resource['id']}",
+        )
+    new = await derive()
+    return await accept_one(
+        res, new, tenant=tenant, idempotency_key=idempotency_key, request_id=request_id
     )
 
 

@@ -19,11 +19,13 @@ from api.deps import (
 )
 from api.jsonbody import JsonRoute
 from api.responses import Model
-from api.routes.common import accept_one, long_poll
+from api.routes.common import accept_derived, accept_one, long_poll
 from api.schemas import Operation
 from shared.asyncdb import Record
 from shared.errors import NotFound
 from shared.operations import repository as operations
+from shared.operations.kind import NewOperation
+from shared.operations.reversal import Reversal, ReversalCreate
 from shared.operations.transfer import Transfer, TransferCreate
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["operations"])
@@ -72,3 +74,37 @@ async def get_operation(
     if row is None:
         raise NotFound(f"Operation {operation_id} not found")
     return Model(serialize.operation(row))
+
+
+@router.post(
+    "/operations/{operation_id}/reversals",
+    status_code=202,
+    response_model=Operation,
+    summary="Give back a succeeded transfer, replenishment, withdrawal or capture, in part "
+    "or whole (asynchronous: poll the operation)",
+    responses=problem_responses(400, 404, 409, 413, 422, 429),
+)
+async def create_reversal(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    req_id: RequestIdDep,
+    operation_id: OperationId,
+    body: ReversalCreate,
+    idempotency_key: RequiredIdempotencyKey,
+) -> Response:
+    async def derive() -> NewOperation:
+        async with res.pool.acquire() as conn:
+            original = await operations.get_operation(conn, operation_id, tenant)
+        if original is None:
+            raise NotFound(f"Operation {operation_id} not found")
+        return Reversal.new(body, original)
+
+    return await accept_derived(
+        res,
+        Reversal.name,
+        Reversal.asked(operation_id, body),
+        derive,
+        tenant=tenant,
+        idempotency_key=idempotency_key,
+        request_id=req_id,
+    )

@@ -26,6 +26,7 @@ from shared.accounts import repository as accounts
 from shared.errors import NotFound
 from shared.ledger import reads as ledger
 from shared.operations.replenishment import Replenishment, ReplenishmentCreate
+from shared.operations.withdrawal import Withdrawal, WithdrawalCreate
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["wallets"])
 
@@ -95,6 +96,27 @@ async def create_replenishment(
     idempotency_key: RequiredIdempotencyKey,
 ) -> Response:
     new = Replenishment.new(body, wallet_id)
+    return await accept_one(
+        res, new, tenant=tenant, idempotency_key=idempotency_key, request_id=req_id
+    )
+
+
+@router.post(
+    "/wallets/{wallet_id}/withdrawals",
+    status_code=202,
+    response_model=Operation,
+    summary="Take money out of a wallet, e.g. a payout (asynchronous: poll the operation)",
+    responses=problem_responses(400, 404, 409, 413, 422, 429),
+)
+async def create_withdrawal(
+    res: ResourcesDep,
+    tenant: TenantDep,
+    req_id: RequestIdDep,
+    wallet_id: WalletId,
+    body: WithdrawalCreate,
+    idempotency_key: RequiredIdempotencyKey,
+) -> Response:
+    new = Withdrawal.new(body, wallet_id)
     return await accept_one(
         res, new, tenant=tenant, idempotency_key=idempotency_key, request_id=req_id
     )

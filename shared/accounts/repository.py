@@ -9,9 +9,9 @@ from shared.asyncdb import Connection, Record
 
 ACCOUNT_COLUMNS = """
     a.id, a.name, a.created_at,
-    w.id AS wallet_id, w.currency, w.balance, w.updated_at
+    w.id AS wallet_id, w.currency, w.balance, w.held, w.updated_at
 """
-WALLET_COLUMNS = "id, account_id, currency, balance, updated_at"
+WALLET_COLUMNS = "id, account_id, currency, balance, held, updated_at"
 
 # The account, its wallet and (if a key was given) the idempotency record, in one
 # statement. With a key that is already taken, nothing is inserted and no row returns.
@@ -31,12 +31,12 @@ WITH idem AS (
 ), w AS (
     INSERT INTO wallet (id, account_id, tenant_id, currency)
     SELECT $6, a.id, a.tenant_id, $7 FROM a
-    RETURNING id, currency, balance, updated_at
+    RETURNING id, currency, balance, held, updated_at
 ), queue AS (
     INSERT INTO wallet_sequence (wallet_id) SELECT id FROM w
 )
 SELECT a.id, a.name, a.created_at,
-       w.id AS wallet_id, w.currency, w.balance, w.updated_at
+       w.id AS wallet_id, w.currency, w.balance, w.held, w.updated_at
 FROM a, w
 """
 

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from shared import metrics
 from shared.db import Cursor, transaction
 from shared.ledger import repository as repo
-from shared.ledger.book import TRANSIENT_ERRORS, Locked
+from shared.ledger.locked import TRANSIENT_ERRORS, Locked
 from shared.operations import KINDS
 from shared.operations.kind import PendingOperation
 
@@ -116,10 +116,18 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
             f"operations name wallets that are not user wallets: "
             f"{sorted(map(str, wallet_ids - wallets.keys()))}"
         )
+    # Holds and reversed operations are only ever changed through their source's (the
+    # debited wallet's) queue, which this drain holds: locking them here waits on nobody.
+    hold_ids = list({op.hold_id for op in operations if op.hold_id is not None})
+    reversed_ids = list(
+        {op.reverses_operation_id for op in operations if op.reverses_operation_id is not None}
+    )
     locked = Locked(
         operations,
-        [(w.id, w.balance, w.entry_count) for w in wallets.values()],
-        (funding.id, funding.balance, funding.entry_count) if funding is not None else None,
+        list(wallets.values()),
+        funding,
+        repo.lock_holds(cur, hold_ids) if hold_ids else [],
+        repo.lock_reversed(cur, reversed_ids) if reversed_ids else [],
     )
 
     # The claims and locks above outlive a rollback to this savepoint.

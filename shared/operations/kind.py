@@ -33,6 +33,9 @@ FUNDING = uuid.UUID(int=0)
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
+HOLD_NOT_ACTIVE = "hold_not_active"
+HOLD_EXPIRED = "hold_expired"
+REVERSAL_EXCEEDS_AMOUNT = "reversal_exceeds_amount"
 INTERNAL_ERROR = "internal_error"
 
 
@@ -48,6 +51,13 @@ class NewOperation:
     wallet_id: uuid.UUID | None = None
     from_wallet_id: uuid.UUID | None = None
     to_wallet_id: uuid.UUID | None = None
+    hold_id: uuid.UUID | None = None
+    reverses_operation_id: uuid.UUID | None = None
+    expires_in: int | None = None  # seconds, for holds: expires_at is set at recording
+    # What the client asked, where the operation's fields are derived from other rows
+    # (a capture's from its hold, a reversal's from its original): its meaning is the
+    # request, which does not change when those rows do.
+    asked: dict[str, object] | None = None
 
     @property
     def named_wallets(self) -> list[uuid.UUID]:
@@ -58,6 +68,8 @@ class NewOperation:
     def meaning(self) -> dict[str, object]:
         """What the request means, for its idempotency hash: its kind and its fields,
         never the route it came by."""
+        if self.asked is not None:
+            return {"kind": self.kind, **self.asked}
         return {
             "kind": self.kind,
             "amount": self.amount,
@@ -66,6 +78,11 @@ class NewOperation:
             "wallet_id": None if self.wallet_id is None else str(self.wallet_id),
             "from_wallet_id": None if self.from_wallet_id is None else str(self.from_wallet_id),
             "to_wallet_id": None if self.to_wallet_id is None else str(self.to_wallet_id),
+            "hold_id": None if self.hold_id is None else str(self.hold_id),
+            "reverses_operation_id": (
+                None if self.reverses_operation_id is None else str(self.reverses_operation_id)
+            ),
+            "expires_in": self.expires_in,
         }
 
 
@@ -85,6 +102,33 @@ class PendingOperation:
     created_at: datetime
     tenant_id: uuid.UUID
     request_id: str | None
+    hold_id: uuid.UUID | None = None
+    reverses_operation_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class HoldState:
+    """A hold as a drain sees it: its hold operation's outcome and, once that succeeded,
+    the hold itself (locked)."""
+
+    id: uuid.UUID
+    operation_status: str
+    from_wallet_id: uuid.UUID
+    to_wallet_id: uuid.UUID | None
+    amount: int
+    expires_at: datetime
+    status: str | None  # None until the hold operation succeeded
+    captured_amount: int | None = None
+
+
+@dataclass(slots=True)
+class ReversedState:
+    """An operation being reversed, as a drain sees it (locked)."""
+
+    id: uuid.UUID
+    amount: int
+    reversed_amount: int
 
 
 class Ledger(Protocol):
@@ -92,13 +136,43 @@ class Ledger(Protocol):
 
     def balance(self, wallet_id: uuid.UUID) -> int: ...
 
-    def post(self, operation: PendingOperation, legs: list[tuple[uuid.UUID, int]]) -> None:
+    def post(
+        self,
+        operation: PendingOperation,
+        legs: list[tuple[uuid.UUID, int]],
+        release: tuple[uuid.UUID, int] | None = None,
+    ) -> bool:
         """Write the operation's ledger transaction: `legs` are (wallet or FUNDING,
-        signed amount), summing to zero. The book refuses, as the operation's failure,
-        a debit that a user wallet cannot cover (`insufficient_funds`) and a credit that
-        takes one over the balance limit (`balance_limit_exceeded`)."""
+        signed amount), summing to zero; `release` is a hold given back in the same step.
+        The book refuses, as the operation's failure, a debit that a user wallet's
+        available balance cannot cover (`insufficient_funds`) and a credit that takes one
+        over the balance limit (`balance_limit_exceeded`). True if it was written."""
 
     def fail(self, operation: PendingOperation, code: str, message: str) -> None: ...
+
+    def succeed(self, operation: PendingOperation) -> None:
+        """The operation succeeded without moving money (a hold, a void, an expiry)."""
+
+    def available(self, wallet_id: uuid.UUID) -> int:
+        """The wallet's balance less what its active holds reserve."""
+
+    def reserve(self, wallet_id: uuid.UUID, amount: int) -> None:
+        """Hold `amount` of the wallet's available balance (the caller checked it)."""
+
+    def release(self, wallet_id: uuid.UUID, amount: int) -> None:
+        """Give back `amount` held on the wallet."""
+
+    def hold(self, hold_id: uuid.UUID) -> HoldState:
+        """The hold a capture, void or expiry names (loaded and locked by the drain)."""
+
+    def create_hold(self, operation: PendingOperation) -> None:
+        """The hold operation succeeded: its hold exists, held."""
+
+    def end_hold(self, hold: HoldState, status: str, captured_amount: int | None = None) -> None:
+        """The hold is captured, voided or expired (its held amount released by the caller)."""
+
+    def reversed(self, operation_id: uuid.UUID) -> ReversedState:
+        """The operation a reversal names (loaded and locked by the drain)."""
 
 
 class Kind:
@@ -110,10 +184,14 @@ class Kind:
     failures: ClassVar[tuple[str, ...]]
     # Whether applying it touches the funding side (the drain then locks a funding wallet).
     uses_funding: ClassVar[bool] = False
-    # SQL expressions, over an operation row `o`, of the wallets its ledger transaction
-    # debits and credits ('funding' for the funding side): the audit's expectations.
-    audit_debit: ClassVar[str]
-    audit_credit: ClassVar[str]
+    # Whether it succeeds with a ledger transaction (holds, voids and expiries do not).
+    posts: ClassVar[bool] = True
+    # Not requested through the API (an expiry is enqueued by the sweeper).
+    internal: ClassVar[bool] = False
+    # SQL conditions on a posting `p` of wallet `w`, for an operation row `o`: the leg
+    # its ledger transaction debits, and the one it credits. The audit's expectations.
+    audit_debit: ClassVar[str] = "false"
+    audit_credit: ClassVar[str] = "false"
 
     def refuse(self, new: NewOperation) -> PaysysError | None:
         """A refusal that needs no database (answered after the wallets were found)."""

@@ -33,8 +33,8 @@ class Replenishment(Kind):
     request = ReplenishmentCreate
     failures = (BALANCE_LIMIT_EXCEEDED, INTERNAL_ERROR)
     uses_funding = True
-    audit_debit = "'funding'"
-    audit_credit = "o.wallet_id"
+    audit_debit = "w.kind = 'funding'"
+    audit_credit = "p.wallet_id = o.wallet_id"
 
     @staticmethod
     def new(body: ReplenishmentCreate, wallet_id: uuid.UUID) -> NewOperation:

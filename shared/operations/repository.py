@@ -13,15 +13,16 @@ from shared.operations.kind import NewOperation
 # An operation as the API shows it: its ledger transaction (if it succeeded) joined in.
 OPERATION_COLUMNS = """
     o.id, o.type, o.status, o.amount, o.currency, o.wallet_id, o.from_wallet_id,
-    o.to_wallet_id, o.reference, o.batch_id, t.id AS transaction_id, o.error_code,
-    o.error_message, o.created_at, o.completed_at
+    o.to_wallet_id, o.reference, o.batch_id, t.id AS transaction_id, o.hold_id,
+    o.reverses_operation_id, o.reversed_amount, o.error_code, o.error_message, o.created_at,
+    o.completed_at
 """
 OPERATION_FROM = "operation o LEFT JOIN transaction t ON t.operation_id = o.id"
 # What an insert returns: a new operation is pending and has no transaction yet.
 NEW_OPERATION_COLUMNS = """
     id, type, status, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
-    reference, batch_id, NULL::uuid AS transaction_id, error_code, error_message, created_at,
-    completed_at
+    reference, batch_id, NULL::uuid AS transaction_id, hold_id, reverses_operation_id,
+    reversed_amount, error_code, error_message, created_at, completed_at
 """
 
 # Idempotency record and operation in one statement, only if every wallet the request
@@ -49,8 +50,10 @@ WITH named AS MATERIALIZED (
 ), created AS (
     INSERT INTO operation
         (id, tenant_id, type, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
-         reference, idempotency_key, request_id, position)
-    SELECT idem.resource_id, $1, $7, $8, $9, $10, $11, $12, $13, $2, $14, queue.last_position
+         reference, idempotency_key, request_id, position, hold_id, reverses_operation_id,
+         expires_at)
+    SELECT idem.resource_id, $1, $7, $8, $9, $10, $11, $12, $13, $2, $14, queue.last_position,
+           $15, $16, now() + make_interval(secs => $17::int)
     FROM idem LEFT JOIN queue ON true  -- no queue row: position NULL, refused
     RETURNING {NEW_OPERATION_COLUMNS}
 )
@@ -87,6 +90,9 @@ async def create_operation(
         new.to_wallet_id,
         new.reference,
         request_id,
+        new.hold_id,
+        new.reverses_operation_id,
+        new.expires_in,
     )
     assert row is not None  # the statement always returns its one row
     return row
@@ -101,6 +107,24 @@ async def get_operation(
     conn: Connection, operation_id: uuid.UUID, tenant_id: uuid.UUID
 ) -> Record | None:
     return await conn.fetchrow(GET_OPERATION, operation_id, tenant_id)
+
+
+# --- Holds ----------------------------------------------------------------------------
+
+# A hold is its hold operation until that is applied (pending, or failed), then the row
+# of `hold` the drain created (held, and then captured, voided or expired).
+GET_HOLD = """
+SELECT o.id, o.status AS operation_status, o.from_wallet_id, o.to_wallet_id, o.amount,
+       o.currency, o.reference, o.expires_at, o.created_at,
+       COALESCE(h.updated_at, o.completed_at, o.created_at) AS updated_at,
+       h.status AS hold_status, h.captured_amount
+FROM operation o LEFT JOIN hold h ON h.id = o.id
+WHERE o.id = $1 AND o.tenant_id = $2 AND o.type = 'hold'
+"""
+
+
+async def get_hold(conn: Connection, hold_id: uuid.UUID, tenant_id: uuid.UUID) -> Record | None:
+    return await conn.fetchrow(GET_HOLD, hold_id, tenant_id)
 
 
 # --- Replenishment batches ------------------------------------------------------------

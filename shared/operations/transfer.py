@@ -43,8 +43,8 @@ class Transfer(Kind):
     name = "transfer"
     request = TransferCreate
     failures = (INSUFFICIENT_FUNDS, BALANCE_LIMIT_EXCEEDED, INTERNAL_ERROR)
-    audit_debit = "o.from_wallet_id"
-    audit_credit = "o.to_wallet_id"
+    audit_debit = "p.wallet_id = o.from_wallet_id"
+    audit_credit = "p.wallet_id = o.to_wallet_id"
 
     @staticmethod
     def new(body: TransferCreate) -> NewOperation:

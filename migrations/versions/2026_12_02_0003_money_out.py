@@ -115,7 +115,8 @@ CREATE TABLE hold (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk_hold PRIMARY KEY (id),
     -- The hold is its hold operation's: same id, tenant, wallets and amount.
-    CONSTRAINT fk_hold_id_operation FOREIGN KEY (id, tenant_id) REFERENCES operation (id, tenant_id),
+    CONSTRAINT fk_hold_id_operation FOREIGN KEY (id, tenant_id)
+        REFERENCES operation (id, tenant_id),
     CONSTRAINT fk_hold_from_wallet_id_wallet FOREIGN KEY (from_wallet_id, tenant_id)
         REFERENCES wallet (id, tenant_id),
     CONSTRAINT fk_hold_to_wallet_id_wallet FOREIGN KEY (to_wallet_id, tenant_id)
@@ -192,6 +193,7 @@ BEGIN
     RETURN NULL;
 END $$;
 """
+
 
 def upgrade() -> None:
     op.execute(UPGRADE)

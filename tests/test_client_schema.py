@@ -19,6 +19,7 @@ from paysys.client.models import (
     Account,
     Batch,
     BatchItem,
+    Hold,
     Model,
     Operation,
     Posting,
@@ -28,6 +29,10 @@ from paysys.client.models import (
 SCHEMA: dict[str, Any] = create_app().openapi()
 WALLET = "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01"
 OTHER_WALLET = "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12"
+HOLD = "0193a0c7-0b00-7c1d-8e2f-a3b4c5d6e7f8"
+OPERATION = "0193a0c5-1f00-7a2b-b3c4-d5e6f7a8b9c0"
+# The ids the client puts in a path, and the parameter each stands for.
+PATH_IDS = {WALLET: "{wallet_id}", HOLD: "{hold_id}", OPERATION: "{operation_id}"}
 
 # Each answer the client parses: the route, its success status, the model it becomes, and
 # whether it is a page of them.
@@ -39,6 +44,12 @@ READS: list[tuple[str, str, str, type[Model], bool]] = [
     ("GET", "/v1/wallets/{wallet_id}/postings", "200", Posting, True),
     ("POST", "/v1/wallets/{wallet_id}/replenishments", "202", Operation, False),
     ("POST", "/v1/transfers", "202", Operation, False),
+    ("POST", "/v1/wallets/{wallet_id}/withdrawals", "202", Operation, False),
+    ("POST", "/v1/holds", "202", Operation, False),
+    ("GET", "/v1/holds/{hold_id}", "200", Hold, False),
+    ("POST", "/v1/holds/{hold_id}/capture", "202", Operation, False),
+    ("POST", "/v1/holds/{hold_id}/void", "202", Operation, False),
+    ("POST", "/v1/operations/{operation_id}/reversals", "202", Operation, False),
     ("GET", "/v1/operations/{operation_id}", "200", Operation, False),
     ("POST", "/v1/replenishment-batches", "202", Batch, False),
     ("GET", "/v1/replenishment-batches/{batch_id}", "200", Batch, False),
@@ -110,14 +121,21 @@ def test_every_model_of_the_client_is_checked() -> None:
 
 
 class Recorder(httpx.BaseTransport):
-    """Answers every request with its route's documented example, and keeps the bodies."""
+    """Answers every request with its route's documented example, and keeps the bodies
+    of the POSTs."""
 
     def __init__(self) -> None:
         self.sent: dict[str, dict[str, Any]] = {}
+        self.read: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.replace(WALLET, "{wallet_id}")
-        self.sent[path] = json.loads(request.content)
+        path = request.url.path
+        for value, parameter in PATH_IDS.items():
+            path = path.replace(value, parameter)
+        if request.method == "POST":
+            self.sent[path] = json.loads(request.content)
+        else:
+            self.read.append(path)
         responses = operation(request.method, path)["responses"]
         status = next(code for code in responses if code.startswith("2"))
         shape = component(responses[status]["content"]["application/json"]["schema"])
@@ -136,7 +154,15 @@ def test_the_client_sends_only_what_each_route_takes() -> None:
         client.transfer(WALLET, OTHER_WALLET, "3.00", reference="r")
         client.create_batch(items)
         client.validate_batch(items)
-    assert len(transport.sent) == 5
+        client.withdraw(WALLET, "4.00", currency="USD", reference="r")
+        client.hold(WALLET, "5.00", to_wallet_id=OTHER_WALLET, expires_in=60, reference="r")
+        client.capture(HOLD, "1.00", reference="r")
+        client.void(HOLD)
+        client.reverse(OPERATION, "1.00", reference="r")
+        hold = client.get_hold(HOLD)
+    assert len(transport.sent) == 10
+    assert transport.read == ["/v1/holds/{hold_id}"]
+    assert hold.id == HOLD and hold.captured_amount is None
     for path, body in transport.sent.items():
         taken = request_body("POST", path)["properties"]
         assert set(body) <= set(taken), (

@@ -9,6 +9,10 @@
         bob = paysys.create_account("Bob")
         transfer = paysys.transfer(alice.wallet.id, bob.wallet.id, "5.00").wait()
         print(transfer.status, paysys.get_wallet(alice.wallet.id).balance)
+        # Reserve, then take: a hold's id is its operation's.
+        hold = paysys.hold(alice.wallet.id, "8.00", to_wallet_id=bob.wallet.id).wait()
+        capture = paysys.capture(hold.id, "6.00").wait()
+        paysys.reverse(capture.id, "2.00").wait()
 
 Money-moving calls get an Idempotency-Key of their own unless one is given, and are
 retried with that same key on network errors, 503 (a dependency down, or `overloaded`),
@@ -25,13 +29,23 @@ The client is `client.Paysys`, its retrying transport `http`, the answers it par
 
 from paysys.client.client import Paysys
 from paysys.client.http import ApiError
-from paysys.client.models import Account, Batch, BatchItem, Operation, Page, Posting, Wallet
+from paysys.client.models import (
+    Account,
+    Batch,
+    BatchItem,
+    Hold,
+    Operation,
+    Page,
+    Posting,
+    Wallet,
+)
 
 __all__ = [
     "Account",
     "ApiError",
     "Batch",
     "BatchItem",
+    "Hold",
     "Operation",
     "Page",
     "Paysys",

@@ -14,6 +14,7 @@ from paysys.client.models import (
     Account,
     Batch,
     BatchItem,
+    Hold,
     Operation,
     Page,
     Posting,
@@ -123,6 +124,82 @@ class Paysys:
             "amount": amount_text(amount),
         }
         return self._operation("/v1/transfers", payload, reference, idempotency_key)
+
+    def withdraw(
+        self,
+        wallet_id: str,
+        amount: Decimal | str | int,
+        *,
+        currency: str = "USD",
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Money out of the wallet (a payout); fails `insufficient_funds` unless its
+        available balance covers it."""
+        payload: dict[str, Any] = {"amount": amount_text(amount), "currency": currency}
+        return self._operation(
+            f"/v1/wallets/{wallet_id}/withdrawals", payload, reference, idempotency_key
+        )
+
+    # --- holds and reversals -------------------------------------------------------------
+
+    def hold(
+        self,
+        from_wallet_id: str,
+        amount: Decimal | str | int,
+        *,
+        to_wallet_id: str | None = None,
+        expires_in: int | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Reserve `amount` on the wallet, for `expires_in` seconds (the server's default
+        is a week). The operation's id is the hold's: `capture`, `void` and `get_hold`
+        take it. Without `to_wallet_id`, a capture takes the money out of paysys."""
+        payload: dict[str, Any] = {"from_wallet_id": from_wallet_id, "amount": amount_text(amount)}
+        if to_wallet_id is not None:
+            payload["to_wallet_id"] = to_wallet_id
+        if expires_in is not None:
+            # The API takes whole seconds only, and a JSON true would be no number of them.
+            if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+                raise TypeError("expires_in is a whole number of seconds")
+            payload["expires_in"] = expires_in
+        return self._operation("/v1/holds", payload, reference, idempotency_key)
+
+    def capture(
+        self,
+        hold_id: str,
+        amount: Decimal | str | int | None = None,
+        *,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Move the held money (all of it, or `amount` of it) to the hold's destination,
+        and release the whole hold."""
+        payload: dict[str, Any] = {} if amount is None else {"amount": amount_text(amount)}
+        return self._operation(f"/v1/holds/{hold_id}/capture", payload, reference, idempotency_key)
+
+    def void(self, hold_id: str, *, idempotency_key: str | None = None) -> Operation:
+        """Release the hold without moving any money."""
+        return self._operation(f"/v1/holds/{hold_id}/void", {}, None, idempotency_key)
+
+    def get_hold(self, hold_id: str) -> Hold:
+        return Hold.parse(self._http.json("GET", f"/v1/holds/{hold_id}"))
+
+    def reverse(
+        self,
+        operation_id: str,
+        amount: Decimal | str | int | None = None,
+        *,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Operation:
+        """Give back a succeeded transfer, replenishment, withdrawal or capture: all that
+        is left of it, or `amount` (several partial reversals are allowed)."""
+        payload: dict[str, Any] = {} if amount is None else {"amount": amount_text(amount)}
+        return self._operation(
+            f"/v1/operations/{operation_id}/reversals", payload, reference, idempotency_key
+        )
 
     def _operation(
         self,

@@ -31,6 +31,10 @@ def _maybe_time(value: str | None) -> datetime | None:
     return None if value is None else _time(value)
 
 
+def _maybe_decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
 def amount_text(value: Decimal | str | int) -> str:
     """An amount as the API takes it; floats are refused (they cannot hold cents exactly)."""
     if isinstance(value, float | bool):
@@ -40,6 +44,7 @@ def amount_text(value: Decimal | str | int) -> str:
 
 _CONVERTERS: dict[object, Callable[[Any], Any]] = {
     Decimal: Decimal,
+    Decimal | None: _maybe_decimal,
     datetime: _time,
     datetime | None: _maybe_time,
 }
@@ -105,6 +110,10 @@ class Wallet(Model):
     account_id: str
     currency: str
     balance: Decimal
+    # The sum of the wallet's active holds; `available` (balance - held) is what transfers,
+    # withdrawals and new holds out of it are checked against.
+    held: Decimal
+    available: Decimal
     updated_at: datetime
 
 
@@ -140,6 +149,9 @@ class Operation(Model):
     reference: str | None
     batch_id: str | None
     transaction_id: str | None
+    hold_id: str | None
+    reverses_operation_id: str | None
+    reversed_amount: Decimal
     error: dict[str, str] | None
     created_at: datetime
     completed_at: datetime | None
@@ -161,6 +173,30 @@ class Operation(Model):
         cls, data: dict[str, Any], client: _Waits | None = None, *, replayed: bool = False
     ) -> Operation:
         return cls._from(data, client=client, replayed=replayed)
+
+
+@dataclass(frozen=True)
+class Hold(Model):
+    """Money reserved on `from_wallet_id`. Its id is its hold operation's: `status` is
+    `pending` until that operation is applied, then `held` (or `failed`), and ends
+    `captured`, `voided` or `expired`."""
+
+    id: str
+    status: str
+    from_wallet_id: str
+    to_wallet_id: str | None
+    amount: Decimal
+    captured_amount: Decimal | None
+    currency: str
+    reference: str | None
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def active(self) -> bool:
+        """Whether it still reserves its amount (a capture or void may still apply)."""
+        return self.status == "held"
 
 
 @dataclass(frozen=True)
@@ -212,4 +248,4 @@ class Page(list[T]):
         self.next_cursor = next_cursor
 
 
-MODELS: tuple[type[Model], ...] = (Wallet, Account, Posting, Operation, Batch)
+MODELS: tuple[type[Model], ...] = (Wallet, Account, Posting, Operation, Hold, Batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +74,50 @@ class Api:
             key=key or new_key(),
         )
 
+    def withdraw(
+        self, wallet_id: str, amount: str, key: str | None = None, **extra: Any
+    ) -> httpx.Response:
+        return self.post(
+            f"/v1/wallets/{wallet_id}/withdrawals",
+            {"amount": amount, **extra},
+            key=key or new_key(),
+        )
+
+    def place_hold(
+        self,
+        source: str,
+        amount: str,
+        destination: str | None = None,
+        key: str | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        body = {"from_wallet_id": source, "amount": amount, **extra}
+        if destination is not None:
+            body["to_wallet_id"] = destination
+        return self.post("/v1/holds", body, key=key or new_key())
+
+    def capture(self, hold_id: str, key: str | None = None, **body: Any) -> httpx.Response:
+        return self.post(f"/v1/holds/{hold_id}/capture", body, key=key or new_key())
+
+    def void(self, hold_id: str, key: str | None = None) -> httpx.Response:
+        return self.post(f"/v1/holds/{hold_id}/void", {}, key=key or new_key())
+
+    def reverse(self, operation_id: str, key: str | None = None, **body: Any) -> httpx.Response:
+        return self.post(f"/v1/operations/{operation_id}/reversals", body, key=key or new_key())
+
+    def applied(self, response: httpx.Response) -> dict[str, Any]:
+        """The accepted operation of a 202, once final."""
+        assert response.status_code == 202, response.text
+        return self.wait(response.json()["id"])
+
+    def active_hold(
+        self, source: str, amount: str, destination: str | None = None, **extra: Any
+    ) -> str:
+        """A hold that was applied, and so reserves its amount."""
+        hold_id = self.applied(self.place_hold(source, amount, destination, **extra))["id"]
+        assert self.hold(hold_id)["status"] == "held"
+        return str(hold_id)
+
     def funded_wallet(self, amount: str, name: str = "Funded") -> str:
         wallet_id = self.create_wallet(name)
         response = self.replenish(wallet_id, amount)
@@ -105,6 +151,28 @@ class Api:
         response = self.get(f"/v1/wallets/{wallet_id}")
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    def hold(self, hold_id: str) -> dict[str, Any]:
+        response = self.get(f"/v1/holds/{hold_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait_hold(self, hold_id: str, statuses: set[str], timeout: float = 15) -> dict[str, Any]:
+        """Poll a hold until its status is one of `statuses`: a hold's expiry has no long
+        poll of its own."""
+        deadline = time.monotonic() + timeout
+        while True:
+            hold = self.hold(hold_id)
+            if hold["status"] in statuses:
+                return hold
+            if time.monotonic() > deadline:
+                raise AssertionError(f"hold {hold_id} still {hold['status']} after {timeout}s")
+            time.sleep(0.1)
+
+    def funds(self, wallet_id: str) -> tuple[str, str, str]:
+        """The wallet's balance, held and available."""
+        wallet = self.wallet(wallet_id)
+        return wallet["balance"], wallet["held"], wallet["available"]
 
     def balance(self, wallet_id: str) -> Decimal:
         return Decimal(self.wallet(wallet_id)["balance"])
@@ -153,3 +221,17 @@ def hold_wallet_queue(
         held.set()
         release.wait(30)
     conn.close()
+
+
+@contextmanager
+def wallet_queue_held(database_url: str, wallet: str) -> Iterator[None]:
+    """While inside, no worker applies the wallet's operations: they stay pending."""
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_wallet_queue, args=(database_url, wallet, release, held))
+    holder.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join()

@@ -114,6 +114,20 @@ CORRUPTIONS = {
         "UPDATE operation SET status = 'pending', completed_at = NULL, "
         "error_code = NULL WHERE id = (SELECT id FROM operation WHERE position = 1 LIMIT 1)",
     ],
+    "held_is_active_holds": [
+        "UPDATE wallet SET held = 1 "
+        "WHERE id = (SELECT id FROM wallet WHERE kind = 'user' AND balance > 0 LIMIT 1)",
+    ],
+    "holds_match_operations": [
+        "INSERT INTO hold (id, tenant_id, from_wallet_id, to_wallet_id, amount, expires_at) "
+        "SELECT id, tenant_id, from_wallet_id, to_wallet_id, amount, now() FROM operation "
+        "WHERE type = 'transfer' AND status = 'succeeded' LIMIT 1",
+    ],
+    "reversals_within_amount": [
+        "UPDATE operation SET reversed_amount = 1 "
+        "WHERE id = (SELECT id FROM operation WHERE type = 'transfer' AND status = 'succeeded' "
+        "LIMIT 1)",
+    ],
 }
 
 

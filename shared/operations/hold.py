@@ -11,10 +11,12 @@ balance does not cover it. It writes no ledger transaction. The hold then lives 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from shared.errors import PaysysError, SameWallet
 from shared.fields import Amount, Currency, Reference, RequestModel, examples
@@ -35,6 +37,18 @@ DEFAULT_EXPIRES_IN = 604_800  # a week
 MAX_EXPIRES_IN = 2_592_000  # thirty days
 
 
+def _whole_seconds(value: object) -> int:
+    """A JSON integer; `60.0` is one too (JSON Schema says so), `1.5`, "60" and true are
+    not."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "must be a whole number of seconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    raise PydanticCustomError("int_type", "must be a whole number of seconds")
+
+
 class HoldCreate(RequestModel):
     model_config = examples(
         {
@@ -50,7 +64,19 @@ class HoldCreate(RequestModel):
     amount: Amount
     currency: Currency = "USD"
     reference: Reference | None = None
-    expires_in: Annotated[int, Field(ge=1, le=MAX_EXPIRES_IN, strict=True)] = DEFAULT_EXPIRES_IN
+    expires_in: Annotated[
+        int,
+        BeforeValidator(_whole_seconds),
+        Field(ge=1, le=MAX_EXPIRES_IN),
+        WithJsonSchema(
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_EXPIRES_IN,
+                "description": "Seconds until the hold expires",
+            }
+        ),
+    ] = DEFAULT_EXPIRES_IN
 
 
 class Hold(Kind):

@@ -108,8 +108,10 @@ class Reversal(Kind):
             ledger.fail(
                 operation,
                 REVERSAL_EXCEEDS_AMOUNT,
-                f"{format_cents(original.amount - original.reversed_amount)} is left to "
-                f"reverse of {format_cents(original.amount)}",
+                f"Its reversals would add up to "
+                f"{format_cents(original.reversed_amount + operation.amount)}, more than its "
+                f"{format_cents(original.amount)} "
+                f"({format_cents(original.amount - original.reversed_amount)} is left)",
             )
             return
         debited = operation.from_wallet_id or FUNDING

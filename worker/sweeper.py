@@ -18,7 +18,7 @@ from types import FrameType
 
 from shared import metrics
 from shared.db import transaction
-from shared.ledger import repository as repo
+from shared.ledger import sweeps
 from shared.queue import DRAIN_TASK, make_celery
 from shared.settings import get_settings
 
@@ -52,19 +52,19 @@ def run(stop: threading.Event | None = None) -> None:
     while not stop.is_set():
         try:
             with transaction() as cur:
-                due = repo.enqueue_expiries(cur, EXPIRY_BATCH)
+                due = sweeps.enqueue_expiries(cur, EXPIRY_BATCH)
             if due:
                 celery.send_task(DRAIN_TASK)
                 log.info("enqueued the expiry of %d holds", due)
             with transaction() as cur:
-                stale = repo.pending_older_than(cur, settings.sweeper_min_age)
+                stale = sweeps.pending_older_than(cur, settings.sweeper_min_age)
             if stale:
                 celery.send_task(DRAIN_TASK)
                 metrics.sweeper_redispatches.inc()
                 log.info("re-dispatched a drain for operations left pending")
             if time.monotonic() >= next_expiry:
                 with transaction() as cur:
-                    expired = repo.delete_expired_idempotency_keys(
+                    expired = sweeps.delete_expired_idempotency_keys(
                         cur, settings.idempotency_retention_hours, EXPIRE_BATCH
                     )
                 if expired:

@@ -18,9 +18,10 @@ from api.deps import (
     problem_responses,
 )
 from api.jsonbody import JsonRoute
+from api.requests import AccountCreate
 from api.responses import Model
 from api.routes.common import accepted_response, check_currency
-from api.schemas import Account, AccountCreate, AccountPage
+from api.schemas import Account, AccountPage
 from shared.accounts import repository as accounts
 from shared.errors import NotFound
 from shared.intake.accounts import create_account as accept_account

@@ -23,16 +23,11 @@ from api.deps import (
 )
 from api.errors import field_errors
 from api.jsonbody import JsonRoute
+from api.requests import BatchCreate, BatchItemCreate
 from api.resources import Resources
 from api.responses import Model
 from api.routes.common import accepted_response, long_poll, operation_accepted
-from api.schemas import (
-    Batch,
-    BatchCreate,
-    BatchItemCreate,
-    BatchValidation,
-    OperationPage,
-)
+from api.schemas import Batch, BatchValidation, OperationPage
 from shared.accounts import repository as accounts
 from shared.asyncdb import Record
 from shared.errors import FieldError, NotFound, UnsupportedCurrency, ValidationFailed

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import psycopg2
 
 from shared.db import Cursor
+from shared.ledger import named
 from shared.ledger import repository as repo
 from shared.ledger.book import Book, apply
 from shared.ledger.repository import WalletState
@@ -98,11 +99,11 @@ def _write(cur: Cursor, book: Book) -> None:
         repo.insert_transactions(cur, book.transactions)
         repo.insert_postings(cur, book.postings)
     if book.new_holds:
-        repo.insert_holds(cur, book.new_holds)
+        named.insert_holds(cur, book.new_holds)
     if book.ended_holds:
-        repo.update_holds(cur, book.ended_holds)
+        named.update_holds(cur, book.ended_holds)
     if book.reversals:
-        repo.update_reversed(cur, list(book.reversals.values()))
+        named.update_reversed(cur, list(book.reversals.values()))
     if book.touched:
         repo.update_wallets(cur, [book.wallets[w] for w in book.touched])
     if book.outcomes:

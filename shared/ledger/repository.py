@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from shared.db import Cursor
-from shared.operations.kind import HoldState, PendingOperation, ReversedState
+from shared.operations.kind import PendingOperation
 
 # Namespace of the advisory locks that claim a wallet's queue (hashtextextended's seed).
 CLAIM_LOCK_SEED = 0x70617973  # "pays"
@@ -209,7 +209,7 @@ def insert_postings(cur: Cursor, rows: list[PostingRow]) -> None:
     )
 
 
-def _array(values: list[object]) -> str:
+def pg_array(values: list[object]) -> str:
     """A PostgreSQL array literal: every element quoted, NULL for None."""
 
     def element(value: object) -> str:
@@ -232,85 +232,7 @@ WHERE w.id = v.id
 
 def update_wallets(cur: Cursor, wallets: list[WalletState]) -> None:
     columns = zip(*((w.id, w.balance, w.entry_count, w.held) for w in wallets), strict=True)
-    cur.execute(UPDATE_WALLETS, [_array(list(column)) for column in columns])
-
-
-# The holds that captures, voids and expiries name: their hold operations (whose outcome
-# and expiry decide whether the hold can still be captured), and the holds themselves,
-# locked, where the hold operation succeeded.
-HOLD_OPERATIONS = """
-SELECT id, status, from_wallet_id, to_wallet_id, amount, expires_at
-FROM operation WHERE id = ANY(%(ids)s::uuid[])
-"""
-LOCK_HOLDS = """
-SELECT id, status, captured_amount FROM hold WHERE id = ANY(%(ids)s::uuid[])
-ORDER BY id FOR NO KEY UPDATE
-"""
-
-
-def lock_holds(cur: Cursor, ids: list[uuid.UUID]) -> list[HoldState]:
-    cur.execute(HOLD_OPERATIONS, {"ids": ids})
-    operations = {row[0]: row for row in cur.fetchall()}
-    cur.execute(LOCK_HOLDS, {"ids": sorted(ids)})
-    holds = {row[0]: row for row in cur.fetchall()}
-    return [
-        HoldState(
-            id=hold_id,
-            operation_status=row[1],
-            from_wallet_id=row[2],
-            to_wallet_id=row[3],
-            amount=row[4],
-            expires_at=row[5],
-            status=holds[hold_id][1] if hold_id in holds else None,
-            captured_amount=holds[hold_id][2] if hold_id in holds else None,
-        )
-        for hold_id, row in operations.items()
-    ]
-
-
-INSERT_HOLDS = """
-INSERT INTO hold (id, tenant_id, from_wallet_id, to_wallet_id, amount, expires_at)
-SELECT o.id, o.tenant_id, o.from_wallet_id, o.to_wallet_id, o.amount, o.expires_at
-FROM operation o WHERE o.id = ANY(%(ids)s::uuid[])
-"""
-UPDATE_HOLDS = """
-UPDATE hold AS h
-SET status = v.status, captured_amount = v.captured_amount, updated_at = now()
-FROM unnest(%s::uuid[], %s::text[], %s::bigint[]) AS v (id, status, captured_amount)
-WHERE h.id = v.id
-"""
-
-
-def insert_holds(cur: Cursor, ids: list[uuid.UUID]) -> None:
-    """The holds of these hold operations, as they were accepted: held."""
-    cur.execute(INSERT_HOLDS, {"ids": ids})
-
-
-def update_holds(cur: Cursor, holds: list[HoldState]) -> None:
-    columns = zip(*((h.id, h.status, h.captured_amount) for h in holds), strict=True)
-    cur.execute(UPDATE_HOLDS, [_array(list(column)) for column in columns])
-
-
-LOCK_REVERSED = """
-SELECT id, amount, reversed_amount FROM operation WHERE id = ANY(%(ids)s::uuid[])
-ORDER BY id FOR NO KEY UPDATE
-"""
-UPDATE_REVERSED = """
-UPDATE operation AS o SET reversed_amount = v.reversed_amount
-FROM unnest(%s::uuid[], %s::bigint[]) AS v (id, reversed_amount)
-WHERE o.id = v.id
-"""
-
-
-def lock_reversed(cur: Cursor, ids: list[uuid.UUID]) -> list[ReversedState]:
-    """The operations that reversals name, locked: their reversed amounts change."""
-    cur.execute(LOCK_REVERSED, {"ids": sorted(ids)})
-    return [ReversedState(*row) for row in cur.fetchall()]
-
-
-def update_reversed(cur: Cursor, operations: list[ReversedState]) -> None:
-    columns = zip(*((o.id, o.reversed_amount) for o in operations), strict=True)
-    cur.execute(UPDATE_REVERSED, [_array(list(column)) for column in columns])
+    cur.execute(UPDATE_WALLETS, [pg_array(list(column)) for column in columns])
 
 
 OutcomeRow = tuple[uuid.UUID, str, str | None, str | None]
@@ -326,75 +248,6 @@ WHERE o.id = v.id AND o.status = 'pending'
 
 
 def complete_operations(cur: Cursor, rows: list[OutcomeRow]) -> int:
-    columns = [_array(list(column)) for column in zip(*rows, strict=True)]
+    columns = [pg_array(list(column)) for column in zip(*rows, strict=True)]
     cur.execute(COMPLETE_OPERATIONS, columns)
-    return int(cur.rowcount)
-
-
-# The oldest pending operation comes first in seq order (the partial index on seq).
-PENDING_OLDER_THAN = """
-SELECT created_at < now() - make_interval(secs => %(age)s)
-FROM operation WHERE status = 'pending'
-ORDER BY seq LIMIT 1
-"""
-
-
-def pending_older_than(cur: Cursor, age_seconds: float) -> bool:
-    cur.execute(PENDING_OLDER_THAN, {"age": age_seconds})
-    row = cur.fetchone()
-    return bool(row and row[0])
-
-
-# Keys past retention, except those of operations (or batches) still pending: a client
-# retrying those must still find them.
-DELETE_EXPIRED_IDEMPOTENCY_KEYS = """
-DELETE FROM idempotency_key
-WHERE ctid = ANY (ARRAY(
-    SELECT k.ctid FROM idempotency_key k
-    WHERE k.created_at < now() - make_interval(hours => %(hours)s)
-      AND NOT EXISTS (SELECT 1 FROM operation o
-                      WHERE o.id = k.resource_id AND o.status = 'pending')
-      AND NOT EXISTS (SELECT 1 FROM operation o
-                      WHERE o.batch_id = k.resource_id AND o.status = 'pending')
-    LIMIT %(limit)s
-))
-"""
-
-
-def delete_expired_idempotency_keys(cur: Cursor, retention_hours: int, limit: int) -> int:
-    cur.execute(DELETE_EXPIRED_IDEMPOTENCY_KEYS, {"hours": retention_hours, "limit": limit})
-    return int(cur.rowcount)
-
-
-# An expiry operation for each hold still held past its expires_at, at the end of its
-# source wallet's queue (so that a capture or void accepted before the expiry is applied
-# before it). One per hold: a hold that already has its expiry is skipped, and a
-# concurrent sweeper's duplicate is refused by `uq_operation_expiry_hold_id`.
-ENQUEUE_EXPIRIES = """
-WITH due AS MATERIALIZED (
-    SELECT h.id, h.tenant_id, h.from_wallet_id, h.to_wallet_id, h.amount, o.currency,
-           row_number() OVER (PARTITION BY h.from_wallet_id ORDER BY h.expires_at, h.id) AS n
-    FROM hold h JOIN operation o ON o.id = h.id
-    WHERE h.status = 'held' AND h.expires_at <= now()
-      AND NOT EXISTS (SELECT 1 FROM operation e WHERE e.hold_id = h.id AND e.type = 'expiry')
-    ORDER BY h.expires_at
-    LIMIT %(limit)s
-), queues AS (
-    UPDATE wallet_sequence s SET last_position = s.last_position + c.n
-    FROM (SELECT from_wallet_id, max(n) AS n FROM due GROUP BY from_wallet_id) c
-    WHERE s.wallet_id = c.from_wallet_id
-    RETURNING s.wallet_id, s.last_position - c.n AS before
-)
-INSERT INTO operation
-    (id, tenant_id, type, amount, currency, from_wallet_id, to_wallet_id, hold_id, position)
-SELECT gen_random_uuid(), d.tenant_id, 'expiry', d.amount, d.currency, d.from_wallet_id,
-       d.to_wallet_id, d.id, q.before + d.n
-FROM due d JOIN queues q ON q.wallet_id = d.from_wallet_id
-ON CONFLICT (hold_id) WHERE type = 'expiry' DO NOTHING
-"""
-
-
-def enqueue_expiries(cur: Cursor, limit: int) -> int:
-    """Enqueue the expiry of up to `limit` holds past their expiry; how many were."""
-    cur.execute(ENQUEUE_EXPIRIES, {"limit": limit})
     return int(cur.rowcount)

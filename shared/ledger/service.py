@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 
 from shared import metrics
 from shared.db import Cursor, transaction
+from shared.ledger import named
 from shared.ledger import repository as repo
 from shared.ledger.locked import TRANSIENT_ERRORS, Locked
 from shared.operations import KINDS
@@ -126,8 +127,8 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
         operations,
         list(wallets.values()),
         funding,
-        repo.lock_holds(cur, hold_ids) if hold_ids else [],
-        repo.lock_reversed(cur, reversed_ids) if reversed_ids else [],
+        named.lock_holds(cur, hold_ids) if hold_ids else [],
+        named.lock_reversed(cur, reversed_ids) if reversed_ids else [],
     )
 
     # The claims and locks above outlive a rollback to this savepoint.

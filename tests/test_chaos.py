@@ -1,6 +1,10 @@
 """Chaos: a steady load through the HTTP API while workers are killed, Redis loses
-everything, PostgreSQL restarts and stops, and the API dies mid-request. Afterwards every
-accepted operation is final, applied exactly once, in order, and the ledger balances.
+everything, PostgreSQL restarts and stops, and the API dies mid-request. The load mixes
+every kind: replenishments, transfers, withdrawals, holds that expire within seconds,
+captures and voids of recent holds, and reversals of recent succeeded operations.
+Afterwards every accepted operation is final, applied exactly once, in order; the ledger
+balances; every hold ended as its operations say; held amounts are the active holds,
+reversed amounts the succeeded reversals.
 
 The test runs its own PostgreSQL cluster and Redis server, so it can stop and kill them
 without disturbing anything else on the machine.
@@ -40,17 +44,96 @@ ROUNDS = 2  # every fault is injected this many times
 MIN_OPERATIONS = 2000
 REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as a hang
 RECOVERY_DEADLINE = 30.0
+HOLD_SECONDS = (1, 5)  # holds expire within seconds: many are released by the sweeper
+RECENT = 200  # captures, voids and reversals name one of the latest holds or operations
+REVERSIBLE = ("replenishment", "transfer", "withdrawal", "capture")
+# Kinds that succeed with a ledger transaction (holds and voids move no money).
+POSTING = (*REVERSIBLE, "reversal")
+
+
+# What must hold of holds, held amounts and reversed amounts once everything is final: each
+# query returns the rows that break it.
+MONEY_OUT_INVARIANTS = {
+    "a wallet's held amount is the sum of its active holds": """
+        SELECT w.id, w.held, COALESCE(h.total, 0) FROM wallet w
+        LEFT JOIN (SELECT from_wallet_id, sum(amount) AS total FROM hold
+                   WHERE status = 'held' GROUP BY from_wallet_id) h ON h.from_wallet_id = w.id
+        WHERE w.held <> COALESCE(h.total, 0)
+    """,
+    "no available balance below zero": """
+        SELECT id, balance, held FROM wallet WHERE kind = 'user' AND balance - held < 0
+    """,
+    "no hold captured or voided twice": """
+        SELECT hold_id, count(*) FROM operation
+        WHERE type IN ('capture', 'void') AND status = 'succeeded'
+        GROUP BY hold_id HAVING count(*) > 1
+    """,
+    "reversed amounts are the succeeded reversals, within the amount": """
+        SELECT o.id, o.amount, o.reversed_amount, COALESCE(r.total, 0) FROM operation o
+        LEFT JOIN (SELECT reverses_operation_id, sum(amount) AS total FROM operation
+                   WHERE type = 'reversal' AND status = 'succeeded'
+                   GROUP BY reverses_operation_id) r ON r.reverses_operation_id = o.id
+        WHERE o.reversed_amount <> COALESCE(r.total, 0) OR o.reversed_amount > o.amount
+    """,
+    "a hold exists exactly when its hold operation succeeded": """
+        SELECT o.id, o.status, h.status FROM operation o LEFT JOIN hold h ON h.id = o.id
+        WHERE o.type = 'hold' AND (o.status = 'succeeded') <> (h.id IS NOT NULL)
+    """,
+    # Captured by its one succeeded capture (of the amount captured), voided by its one
+    # succeeded void, expired by its expiry, and nothing else ended it. (Operations are
+    # grouped by hold once: nothing indexes them by hold_id.)
+    "each hold ended as its operations say": """
+        WITH ended AS (
+            SELECT hold_id,
+                   count(*) FILTER (WHERE type = 'capture' AND status = 'succeeded') AS captures,
+                   max(amount) FILTER (WHERE type = 'capture' AND status = 'succeeded')
+                       AS captured,
+                   count(*) FILTER (WHERE type = 'void' AND status = 'succeeded') AS voids,
+                   count(*) FILTER (WHERE type = 'expiry' AND status = 'succeeded') AS expiries
+            FROM operation WHERE hold_id IS NOT NULL GROUP BY hold_id
+        )
+        SELECT h.id, h.status, h.captured_amount, e.*
+        FROM hold h LEFT JOIN ended e ON e.hold_id = h.id
+        WHERE CASE h.status
+            WHEN 'captured' THEN e.captures <> 1 OR e.captured <> h.captured_amount
+                                 OR e.voids <> 0
+            WHEN 'voided' THEN e.captures <> 0 OR e.voids <> 1
+            WHEN 'expired' THEN e.captures <> 0 OR e.voids <> 0 OR e.expiries <> 1
+            ELSE true
+        END IS NOT false
+    """,
+    "a capture or void fails hold_expired exactly when accepted at or after expires_at": """
+        SELECT c.id, c.type, c.status, c.error_code, c.created_at, o.expires_at
+        FROM operation c JOIN operation o ON o.id = c.hold_id
+        WHERE c.type IN ('capture', 'void')
+          AND (c.error_code IS NOT DISTINCT FROM 'hold_expired') <> (c.created_at >= o.expires_at)
+    """,
+    "a capture or void accepted before expires_at is applied before the release": """
+        SELECT c.id, c.created_at, o.expires_at, c.position, e.position
+        FROM operation c JOIN operation o ON o.id = c.hold_id
+        JOIN operation e ON e.hold_id = c.hold_id AND e.type = 'expiry'
+        WHERE c.type IN ('capture', 'void') AND c.created_at < o.expires_at
+          AND c.position > e.position
+    """,
+}
 
 
 @dataclass
 class Submission:
-    """One logical operation as the client sees it, retried with one key until a 202."""
+    """One logical operation as the client sees it, retried with one key until a 202, and
+    the client's own account of what it does if it succeeds: it takes `amount` from
+    `debit` and gives it to `credit` (None: no wallet, the funding side)."""
 
     key: str
     kind: str
     queue_wallet: str
     amount: int
-    destination: str | None
+    path: str
+    body: dict[str, Any]
+    debit: str | None = None
+    credit: str | None = None
+    destination: str | None = None  # a hold's: where its capture sends the money
+    target: Submission | None = None  # a capture's or void's hold; a reversal's original
     first_sent: float = 0.0
     accepted_at: float | None = None
     operation_id: str | None = None
@@ -66,15 +149,17 @@ class Observations:
 
 
 class Load:
-    """CLIENTS concurrent clients submitting replenishments and transfers until told to
-    stop; each keeps retrying its current operation (same Idempotency-Key) through
-    503s, 409s and dropped connections until it gets its 202."""
+    """CLIENTS concurrent clients submitting operations of every kind until told to stop;
+    each keeps retrying its current operation (same Idempotency-Key) through 503s, 409s
+    and dropped connections until it gets its 202."""
 
     def __init__(self, base_url: str, api_key: str, wallets: list[str]):
         self.base_url = base_url
         self.api_key = api_key
         self.wallets = wallets
         self.submissions: list[Submission] = []
+        self.holds: list[Submission] = []  # accepted, in acceptance order
+        self.reversible: list[Submission] = []  # accepted, in acceptance order
         self.seen = Observations()
         self.stop = threading.Event()
         self.rng = random.Random(7)
@@ -85,27 +170,104 @@ class Load:
             return self.wallets[self.rng.randrange(HOT)]
         return self.rng.choice(self.wallets)
 
-    def _next(self) -> Submission:
+    def _other(self, wallet: str) -> str:
+        other = self._pick()
+        while other == wallet:
+            other = self.rng.choice(self.wallets)
+        return other
+
+    async def _next(self, http: httpx.AsyncClient) -> Submission:
+        key = f"chaos-{uuid.uuid4()}"
         amount = self.rng.randint(1, 2000)
-        if self.rng.random() < 0.25:
-            return Submission(f"chaos-{uuid.uuid4()}", "replenishment", self._pick(), amount, None)
+        body: dict[str, Any] = {"amount": format_cents(amount)}
+        roll = self.rng.random()
+        if roll < 0.18:
+            wallet = self._pick()
+            path = f"/v1/wallets/{wallet}/replenishments"
+            return Submission(key, "replenishment", wallet, amount, path, body, credit=wallet)
+        if roll < 0.28:
+            wallet = self._pick()
+            path = f"/v1/wallets/{wallet}/withdrawals"
+            return Submission(key, "withdrawal", wallet, amount, path, body, debit=wallet)
+        if roll < 0.42:
+            source = self._pick()
+            destination = self._other(source) if self.rng.random() < 0.5 else None
+            body["from_wallet_id"] = source
+            body["expires_in"] = self.rng.randint(*HOLD_SECONDS)
+            if destination is not None:
+                body["to_wallet_id"] = destination
+            return Submission(
+                key, "hold", source, amount, "/v1/holds", body, destination=destination
+            )
+        if roll < 0.57 and self.holds:
+            hold = self.rng.choice(self.holds[-RECENT:])
+            if roll < 0.52:  # whole by default, or a part
+                amount = (
+                    hold.amount if self.rng.random() < 0.5 else self.rng.randint(1, hold.amount)
+                )
+                path = f"/v1/holds/{hold.operation_id}/capture"
+                body = {} if amount == hold.amount else {"amount": format_cents(amount)}
+                return Submission(
+                    key, "capture", hold.queue_wallet, amount, path, body,
+                    debit=hold.queue_wallet, credit=hold.destination, target=hold,
+                )  # fmt: skip
+            path = f"/v1/holds/{hold.operation_id}/void"
+            return Submission(key, "void", hold.queue_wallet, hold.amount, path, {}, target=hold)
+        if roll < 0.70:
+            original = await self._succeeded(http)
+            if original is not None:
+                # Whole (beyond what is left, if it was reversed in part before), or a part.
+                if self.rng.random() < 0.4:
+                    amount = original.amount
+                else:
+                    amount = self.rng.randint(1, original.amount)
+                # It gives back what the original moved: debits what that credited.
+                debit, credit = original.credit, original.debit
+                queue = debit if debit is not None else credit
+                assert queue is not None
+                path = f"/v1/operations/{original.operation_id}/reversals"
+                body = {"amount": format_cents(amount)}
+                return Submission(
+                    key, "reversal", queue, amount, path, body, debit=debit, credit=credit,
+                    target=original,
+                )  # fmt: skip
         source = self._pick()
-        destination = self._pick()
-        while destination == source:
-            destination = self.rng.choice(self.wallets)
-        return Submission(f"chaos-{uuid.uuid4()}", "transfer", source, amount, destination)
+        destination = self._other(source)
+        body.update(from_wallet_id=source, to_wallet_id=destination)
+        return Submission(
+            key, "transfer", source, amount, "/v1/transfers", body,
+            debit=source, credit=destination,
+        )  # fmt: skip
+
+    async def _succeeded(self, http: httpx.AsyncClient) -> Submission | None:
+        """One of the latest accepted operations that can be reversed, if it succeeded (as
+        a client would know it: by reading it), through a few failed reads at most."""
+        recent = [
+            sub
+            for sub in self.reversible[-RECENT:]
+            if sub.accepted_at is not None and time.monotonic() - sub.accepted_at > 1
+        ]
+        if not recent:
+            return None
+        original = self.rng.choice(recent)
+        for _ in range(3):
+            try:
+                response = await http.get(f"/v1/operations/{original.operation_id}")
+            except httpx.TimeoutException:
+                self.seen.hangs += 1
+            except httpx.TransportError:
+                self.seen.network_errors += 1
+            else:
+                if response.status_code == 200:
+                    return original if response.json()["status"] == "succeeded" else None
+                if response.status_code != 503:
+                    self.seen.unexpected.append(f"{response.status_code} {response.text}")
+                    return None
+            await asyncio.sleep(0.2)
+        return None
 
     async def _submit(self, http: httpx.AsyncClient, sub: Submission) -> None:
-        if sub.kind == "replenishment":
-            path = f"/v1/wallets/{sub.queue_wallet}/replenishments"
-            body: dict[str, Any] = {"amount": format_cents(sub.amount)}
-        else:
-            path = "/v1/transfers"
-            body = {
-                "from_wallet_id": sub.queue_wallet,
-                "to_wallet_id": sub.destination,
-                "amount": format_cents(sub.amount),
-            }
+        path, body = sub.path, sub.body
         sub.first_sent = time.monotonic()
         self.submissions.append(sub)
         delay = 0.05
@@ -121,7 +283,14 @@ class Load:
                 self.seen.statuses[response.status_code] += 1
                 if response.status_code == 202:
                     sub.accepted_at = time.monotonic()
-                    sub.operation_id = response.json()["id"]
+                    operation = response.json()
+                    sub.operation_id = operation["id"]
+                    if operation["amount"] != format_cents(sub.amount):
+                        self.seen.unexpected.append(f"{sub.kind} {sub.amount}: {operation}")
+                    if sub.kind == "hold":
+                        self.holds.append(sub)
+                    elif sub.kind in REVERSIBLE:
+                        self.reversible.append(sub)
                     return
                 if response.status_code >= 500 and response.status_code != 503:
                     self.seen.server_errors.append(f"{response.status_code} {response.text}")
@@ -143,7 +312,7 @@ class Load:
             timeout=REQUEST_TIMEOUT,
         ) as http:
             while not self.stop.is_set():
-                await self._submit(http, self._next())
+                await self._submit(http, await self._next(http))
 
     async def _run(self) -> None:
         await asyncio.gather(*(self._client() for _ in range(CLIENTS)))
@@ -419,7 +588,7 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
     for service in (system.api, system.worker, system.sweeper):
         assert service.running(), f"{service.name} died:\n{service.log()[-3000:]}"
 
-    # --- every accepted operation becomes final without help --------------------------
+    # --- every accepted operation becomes final, every hold ends, without help ---------
     accepted = [s for s in load.submissions if s.operation_id is not None]
     assert len(accepted) >= MIN_OPERATIONS
     assert len(accepted) == len(load.submissions), load.seen.unexpected[:5]
@@ -427,28 +596,38 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
     conn.autocommit = True
     cur = conn.cursor()
     while True:
-        cur.execute("SELECT count(*) FROM operation WHERE status = 'pending'")
-        pending = cur.fetchone()[0]  # type: ignore[index]
-        if pending == 0:
+        # Holds expire within seconds of the last request, and their release is work too.
+        cur.execute(
+            "SELECT (SELECT count(*) FROM operation WHERE status = 'pending'), "
+            "(SELECT count(*) FROM hold WHERE status = 'held')"
+        )
+        pending, held = cur.fetchone()  # type: ignore[misc]
+        if pending == held == 0:
             break
-        assert time.monotonic() - last_repair < RECOVERY_DEADLINE, f"{pending} still pending"
+        assert time.monotonic() - last_repair < RECOVERY_DEADLINE, (
+            f"{pending} still pending, {held} holds still held"
+        )
         time.sleep(0.25)
     time_to_final = time.monotonic() - last_repair
 
     # --- exactly once ---------------------------------------------------------------
     cur.execute(
         "SELECT o.idempotency_key, o.id::text, o.status, o.type, o.amount, o.position, "
-        "o.queue_wallet_id::text, count(t.id) FROM operation o "
-        "LEFT JOIN transaction t ON t.operation_id = o.id GROUP BY o.id"
+        "o.queue_wallet_id::text, count(t.id), o.error_code, o.reversed_amount "
+        "FROM operation o LEFT JOIN transaction t ON t.operation_id = o.id GROUP BY o.id"
     )
     rows = cur.fetchall()
     by_key: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
-        by_key[row[0]].append(row)
+        if row[0] is None:  # the sweeper's: holds' expiries, each its own hold's (below)
+            assert row[3] == "expiry", row
+        else:
+            by_key[row[0]].append(row)
     for sub in accepted:
         [row] = by_key[sub.key]  # one operation per key
-        assert row[1] == sub.operation_id
-        assert row[7] == (1 if row[2] == "succeeded" else 0)
+        assert (row[1], row[3]) == (sub.operation_id, sub.kind)
+        assert row[4] == sub.amount and row[6] == sub.queue_wallet, (sub, row)
+        assert row[7] == (1 if row[2] == "succeeded" and sub.kind in POSTING else 0)
     client_keys = {s.key for s in accepted}
     stray = [k for k in by_key if k not in client_keys and not k.startswith(("fund-", "probe-"))]
     assert stray == [], "operations nobody asked for"
@@ -457,22 +636,53 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
     status = {row[1]: row[2] for row in rows}
     expected: dict[str, int] = dict.fromkeys(wallets, OPENING_CENTS)
     for row in rows:
-        if row[0].startswith("probe-") and row[2] == "succeeded":
+        if row[0] is not None and row[0].startswith("probe-") and row[2] == "succeeded":
             expected[row[6]] += row[4]
+    reversed_amounts: Counter[str] = Counter()
     for sub in accepted:
         if status[sub.operation_id] != "succeeded":
             continue
-        if sub.kind == "replenishment":
-            expected[sub.queue_wallet] += sub.amount
-        else:
-            expected[sub.queue_wallet] -= sub.amount
-            expected[sub.destination] += sub.amount  # type: ignore[index]
+        if sub.debit is not None:
+            expected[sub.debit] -= sub.amount
+        if sub.credit is not None:
+            expected[sub.credit] += sub.amount
+        if sub.kind == "reversal":
+            assert sub.target is not None and sub.target.operation_id is not None
+            reversed_amounts[sub.target.operation_id] += sub.amount
     cur.execute("SELECT id::text, balance FROM wallet WHERE kind = 'user'")
     actual = dict(cur.fetchall())
     assert actual == expected
     assert min(actual.values()) >= 0
     cur.execute("SELECT sum(balance) FROM wallet")
     assert cur.fetchone()[0] == 0  # type: ignore[index]
+    # Each original's reversed amount is what its succeeded reversals gave back.
+    for row in rows:
+        assert row[9] == reversed_amounts[row[1]], row
+
+    # --- holds, held amounts, captures, voids, expiries -------------------------------
+    for name, query in MONEY_OUT_INVARIANTS.items():
+        cur.execute(query)
+        assert cur.fetchall() == [], name
+    outcome = {row[1]: (row[2], row[8]) for row in rows}
+    for sub in accepted:
+        if sub.kind in ("capture", "void"):
+            assert outcome[sub.operation_id] in {
+                ("succeeded", None),
+                ("failed", "hold_expired"),
+                ("failed", "hold_not_active"),
+            }, (sub, outcome[sub.operation_id])
+        if sub.kind == "reversal":
+            assert outcome[sub.operation_id] in {
+                ("succeeded", None),
+                ("failed", "reversal_exceeds_amount"),
+                ("failed", "insufficient_funds"),
+            }, (sub, outcome[sub.operation_id])
+    cur.execute("SELECT status, count(*) FROM hold GROUP BY status")
+    holds_ended = dict(cur.fetchall())
+    cur.execute(
+        "SELECT max(EXTRACT(EPOCH FROM updated_at - expires_at)) FROM hold WHERE status = 'expired'"
+    )
+    slowest_release = cur.fetchone()[0]  # type: ignore[index]
 
     # --- per-wallet order: an operation accepted before another was sent comes first --
     position = {row[1]: row[5] for row in rows}
@@ -492,8 +702,10 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
             assert position[sub.operation_id] > highest_before
 
     # --- the whole ledger -------------------------------------------------------------
+    audit_started = time.monotonic()
     audit = system.cli("audit")
     assert audit.returncode == 0, audit.stdout
+    audit_seconds = time.monotonic() - audit_started
     conn.close()
 
     # --- what the clients saw ---------------------------------------------------------
@@ -502,15 +714,23 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
     for name, _ in schedule:
         assert faults[name] == ROUNDS
     outcomes = Counter(status[s.operation_id] for s in accepted)
+    by_kind = Counter(
+        f"{s.kind} {outcome[s.operation_id][1] or outcome[s.operation_id][0]}" for s in accepted
+    )
     report = {
         "operations_accepted": len(accepted),
         "outcomes": dict(outcomes),
+        "outcomes_by_kind": dict(sorted(by_kind.items())),
+        "holds_ended": holds_ended,
+        "expiries": sum(1 for row in rows if row[3] == "expiry"),
+        "slowest_release_after_expiry_seconds": round(float(slowest_release or 0), 2),
         "responses": {str(k): v for k, v in sorted(load.seen.statuses.items())},
         "dropped_connections": load.seen.network_errors,
         "faults": dict(faults),
         "unavailable_probes_answered_503": unavailable_probes,
         "longest_recovery_seconds": {k: round(v, 2) for k, v in recoveries.items()},
         "seconds_to_all_final_after_last_repair": round(time_to_final, 2),
+        "audit_seconds": round(audit_seconds, 2),
         "invariant_violations": 0,
     }
     print("\nCHAOS REPORT " + json.dumps(report, indent=2))

@@ -5,14 +5,16 @@ API.md: a capture "fails with `hold_expired` when accepted at or after `expires_
 (whatever the hold's status then), else with `hold_not_active` when the hold is not
 `held` at application", and "a capture or void accepted before `expires_at` is applied
 before the release". The intake records an operation's `created_at` as `now()`, the start
-of its transaction, but takes its queue position when its statement runs: in a grouped
-intake (`shared.intake.lanes`, one transaction for the requests of a busy wallet) that is
-after the group's earlier requests. If the sweeper enqueues the hold's expiry in between,
-the capture is recorded as accepted before `expires_at` yet queued after the release.
+of its transaction, but takes its queue position later, when its statement gets the queue
+row's lock: after a wait on a concurrent request's idempotency key, or, in a grouped
+intake (`shared.intake.lanes`, one transaction for the requests of a busy wallet), after
+the group's earlier requests that took no position (replays, refusals). If the sweeper
+enqueues the hold's expiry in between, the capture is recorded as accepted before
+`expires_at` yet queued after the release, and fails `hold_not_active`.
 
 Shown here with the real statements (`CREATE_OPERATION` through asyncpg, the sweeper's
-`ENQUEUE_EXPIRIES`, the drain) on a scratch database, the transaction's wait standing for
-the group's earlier requests.
+`ENQUEUE_EXPIRIES`, the drain) on a scratch database, a wait in the intake's transaction
+standing for those.
 """
 
 from __future__ import annotations

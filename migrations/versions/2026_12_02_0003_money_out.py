@@ -97,6 +97,7 @@ CREATE UNIQUE INDEX uq_operation_expiry_hold_id ON operation (hold_id) WHERE typ
 -- Reversals of an operation, and captures and voids of a hold, by what they name.
 CREATE INDEX ix_operation_reverses_operation_id ON operation (reverses_operation_id)
     WHERE reverses_operation_id IS NOT NULL;
+CREATE INDEX ix_operation_hold_id ON operation (hold_id) WHERE hold_id IS NOT NULL;
 
 ALTER TABLE transaction DROP CONSTRAINT ck_transaction_type;
 ALTER TABLE transaction ADD CONSTRAINT ck_transaction_type

@@ -31,7 +31,12 @@ NEW_OPERATION_COLUMNS = """
 # missing one is known without asking again). The key's primary key makes a concurrent
 # duplicate wait for the first request's commit and then insert nothing (ON CONFLICT DO
 # NOTHING). The operation takes the next position in its queue wallet's sequence under
-# that row's lock, held until this statement commits: positions are in commit order.
+# that row's lock, held until this statement commits: positions are in commit order. Its
+# acceptance time is read once that lock is held (clock_timestamp(), not the transaction's
+# start): whatever the sweeper queues on the wallet before it (a hold's expiry, which it
+# queues under the same lock for holds expired by then) was queued before it was accepted,
+# and whatever it queues after, after; so "accepted before the expiry" and "applied before
+# the release" are one thing.
 CREATE_OPERATION = f"""
 WITH named AS MATERIALIZED (
     SELECT COALESCE(array_agg(id), '{{}}') AS found
@@ -51,9 +56,9 @@ WITH named AS MATERIALIZED (
     INSERT INTO operation
         (id, tenant_id, type, amount, currency, wallet_id, from_wallet_id, to_wallet_id,
          reference, idempotency_key, request_id, position, hold_id, reverses_operation_id,
-         expires_at)
+         created_at, expires_at)
     SELECT idem.resource_id, $1, $7, $8, $9, $10, $11, $12, $13, $2, $14, queue.last_position,
-           $15, $16, now() + make_interval(secs => $17::int)
+           $15, $16, clock_timestamp(), clock_timestamp() + make_interval(secs => $17::int)
     FROM idem LEFT JOIN queue ON true  -- no queue row: position NULL, refused
     RETURNING {NEW_OPERATION_COLUMNS}
 )

@@ -18,7 +18,6 @@ from uuid import UUID
 from pydantic import BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from shared.errors import PaysysError, SameWallet
 from shared.fields import Amount, Currency, Reference, RequestModel, examples
 from shared.money import format_cents
 from shared.operations.kind import (
@@ -97,11 +96,6 @@ class Hold(Kind):
             to_wallet_id=body.to_wallet_id,
             expires_in=body.expires_in,
         )
-
-    def refuse(self, new: NewOperation) -> PaysysError | None:
-        if new.from_wallet_id == new.to_wallet_id:
-            return SameWallet("from_wallet_id and to_wallet_id must be different wallets")
-        return None
 
     def wallets(self, operation: PendingOperation) -> list[UUID]:
         assert operation.from_wallet_id is not None

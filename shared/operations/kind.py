@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from shared.errors import PaysysError
+from shared.errors import PaysysError, SameWallet
 
 # The funding side of the ledger, in a posting's legs: whichever funding wallet the drain
 # locked. Never a user wallet, never named by the API.
@@ -194,7 +194,10 @@ class Kind:
     audit_credit: ClassVar[str] = "false"
 
     def refuse(self, new: NewOperation) -> PaysysError | None:
-        """A refusal that needs no database (answered after the wallets were found)."""
+        """A refusal that needs no database (answered after the wallets were found). For
+        every kind: money never moves from a wallet to itself (the schema refuses it too)."""
+        if new.from_wallet_id is not None and new.from_wallet_id == new.to_wallet_id:
+            return SameWallet("from_wallet_id and to_wallet_id must be different wallets")
         return None
 
     def wallets(self, operation: PendingOperation) -> list[uuid.UUID]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from shared.errors import PaysysError, SameWallet
 from shared.fields import Amount, Currency, Reference, RequestModel, examples
 from shared.operations.kind import (
     BALANCE_LIMIT_EXCEEDED,
@@ -57,11 +56,6 @@ class Transfer(Kind):
             from_wallet_id=body.from_wallet_id,
             to_wallet_id=body.to_wallet_id,
         )
-
-    def refuse(self, new: NewOperation) -> PaysysError | None:
-        if new.from_wallet_id == new.to_wallet_id:
-            return SameWallet("from_wallet_id and to_wallet_id must be different wallets")
-        return None
 
     def apply(self, operation: PendingOperation, ledger: Ledger) -> None:
         assert operation.from_wallet_id is not None and operation.to_wallet_id is not None

@@ -21,7 +21,7 @@ from shared.errors import UnsupportedCurrency
 from shared.intake.idempotency import Accepted, replay, request_hash
 from shared.intake.operations import accept_operation
 from shared.money import SUPPORTED_CURRENCIES
-from shared.operations.kind import NewOperation
+from shared.operations.kind import NewOperation, asked_meaning
 
 log = logging.getLogger("paysys.api")
 
@@ -99,7 +99,7 @@ async def accept_derived(
     reversal from its original): a replay is answered first, from what was asked, since
     what the row allows may have changed since (a hold captured, an operation reversed
     in full); then `derive` (which may refuse) and `accept_one`."""
-    digest = request_hash(kind, {"kind": kind, **asked})
+    digest = request_hash(kind, asked_meaning(kind, asked))
     async with res.pool.acquire() as conn:
         replayed = await replay(conn, tenant, idempotency_key, digest)
     if replayed is not None:

@@ -69,7 +69,7 @@ class NewOperation:
         """What the request means, for its idempotency hash: its kind and its fields,
         never the route it came by."""
         if self.asked is not None:
-            return {"kind": self.kind, **self.asked}
+            return asked_meaning(self.kind, self.asked)
         return {
             "kind": self.kind,
             "amount": self.amount,
@@ -84,6 +84,12 @@ class NewOperation:
             ),
             "expires_in": self.expires_in,
         }
+
+
+def asked_meaning(kind: str, asked: dict[str, object]) -> dict[str, object]:
+    """The meaning of a request whose operation is derived from another row: its kind and
+    what was asked (see `NewOperation.asked`). The route hashes it before deriving."""
+    return {"kind": kind, **asked}
 
 
 @dataclass(slots=True)

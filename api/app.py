@@ -28,9 +28,9 @@ from api.ratelimit import RateLimiter
 from api.resources import Resources, create_pool
 from api.routes import accounts, batches, health, holds, operations, wallets
 from api.routes.health import backlog_gauges
-from api.schemas import Problem
 from shared.intake.lanes import WalletLanes
 from shared.queue import make_celery
+from shared.resources.schemas import Problem
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("paysys.api")

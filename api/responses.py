@@ -22,7 +22,7 @@ class JSON(Response):
 
 
 class Model(Response):
-    """A response model of `api.schemas`, as its schema documents it."""
+    """A response model of `shared.resources.schemas`, as its schema documents it."""
 
     media_type = "application/json"
 

@@ -37,3 +37,13 @@ def completions_channel(settings: Settings) -> str:
 
 def revocations_channel(settings: Settings) -> str:
     return f"{settings.redis_prefix}:revoked"
+
+
+def webhooks_doorbell_key(settings: Settings) -> str:
+    """Rung when there may be events to fan out or deliveries due (see shared/webhooks)."""
+    return f"{settings.redis_prefix}:doorbell:webhooks"
+
+
+def events_key(tenant_id: object) -> str:
+    """The hub key announced on the completions channel when a tenant has new events."""
+    return f"e:{tenant_id}"

@@ -27,6 +27,13 @@ from celery import Celery
 from shared.settings import Settings, get_settings
 
 DRAIN_TASK = "paysys.drain"
+# Webhook deliveries: tasks of their own queue, consumed by `paysys webhooks` (never by the
+# ledger's workers, so that a slow receiver never holds a process that applies money).
+WEBHOOKS_TASK = "paysys.webhooks"
+
+
+def webhooks_queue(settings: Settings) -> str:
+    return f"{settings.celery_queue}.webhooks"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

@@ -82,6 +82,25 @@ class Settings(BaseSettings):
     celery_queue: str = "paysys"
     redis_prefix: str = "paysys"
 
+    # Webhooks (see docs/API.md, "Events and webhooks")
+    # The n-th retry comes about base x 2^(n-1) seconds after the previous attempt, with
+    # jitter, at most `webhook_retry_max_interval_seconds` apart, for `webhook_retry_hours`
+    # after the event; then the delivery is given up.
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_max_interval_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_hours: float = Field(default=72.0, gt=0)
+    # An endpoint whose deliveries have all failed for this long is disabled.
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0)
+    # Loopback, private and link-local receivers are refused unless this is true.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    # Comma-separated Fernet keys: the first encrypts the endpoints' signing secrets, all
+    # decrypt (rotation). Empty: secrets are stored as they are (see the README).
+    webhook_secret_keys: str = ""
+    # Delivery workers (`paysys webhooks`): sends at once per process.
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+
     # Command-line client
     url: str = "http://127.0.0.1:8000"
     api_key: str | None = None

@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from api import serialize
 from api.deps import (
     AccountCursor,
     IdempotencyKeyHeader,
@@ -21,10 +20,11 @@ from api.jsonbody import JsonRoute
 from api.requests import AccountCreate
 from api.responses import Model
 from api.routes.common import accepted_response, check_currency
-from api.schemas import Account, AccountPage
 from shared.accounts import repository as accounts
 from shared.errors import NotFound
 from shared.intake.accounts import create_account as accept_account
+from shared.resources import serialize
+from shared.resources.schemas import Account, AccountPage
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["accounts"])
 

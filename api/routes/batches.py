@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path
 from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
-from api import serialize
 from api.deps import (
     BatchItemCursor,
     Limit,
@@ -27,7 +26,6 @@ from api.requests import BatchCreate, BatchItemCreate
 from api.resources import Resources
 from api.responses import Model
 from api.routes.common import accepted_response, long_poll, operation_accepted
-from api.schemas import Batch, BatchValidation, OperationPage
 from shared.accounts import repository as accounts
 from shared.asyncdb import Record
 from shared.errors import FieldError, NotFound, UnsupportedCurrency, ValidationFailed
@@ -37,6 +35,8 @@ from shared.intake.batches import BatchItem
 from shared.money import CURRENCY, SUPPORTED_CURRENCIES
 from shared.operations import repository as operations
 from shared.operations.replenishment import Replenishment
+from shared.resources import serialize
+from shared.resources.schemas import Batch, BatchValidation, OperationPage
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["replenishment batches"])
 

@@ -11,7 +11,6 @@ from uuid import UUID
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from api import serialize
 from api.hub import CompletionHub
 from api.resources import Resources
 from api.responses import Model
@@ -22,6 +21,7 @@ from shared.intake.idempotency import Accepted, replay, request_hash
 from shared.intake.operations import accept_operation
 from shared.money import SUPPORTED_CURRENCIES
 from shared.operations.kind import NewOperation, asked_meaning
+from shared.resources import serialize
 
 log = logging.getLogger("paysys.api")
 

@@ -11,10 +11,10 @@ from starlette.responses import PlainTextResponse, Response
 from api.deps import ResourcesDep
 from api.errors import UNAVAILABLE_ERRORS
 from api.responses import JSON
-from api.schemas import Health
 from shared import metrics
 from shared.asyncdb import Pool
 from shared.operations import repository as operations
+from shared.resources.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from api import serialize
 from api.deps import (
     RequestIdDep,
     RequiredIdempotencyKey,
@@ -20,8 +19,6 @@ from api.jsonbody import JsonRoute
 from api.resources import Resources
 from api.responses import Model
 from api.routes.common import accept_derived, accept_one
-from api.schemas import Hold as HoldDocument
-from api.schemas import Operation
 from shared.asyncdb import Record
 from shared.errors import NotFound
 from shared.operations import repository as operations
@@ -29,6 +26,9 @@ from shared.operations.capture import Capture, CaptureCreate
 from shared.operations.hold import Hold, HoldCreate
 from shared.operations.kind import NewOperation
 from shared.operations.void import Void, VoidCreate
+from shared.resources import serialize
+from shared.resources.schemas import Hold as HoldDocument
+from shared.resources.schemas import Operation
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["holds"])
 

@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from api import serialize
 from api.deps import (
     RequestIdDep,
     RequiredIdempotencyKey,
@@ -20,13 +19,14 @@ from api.deps import (
 from api.jsonbody import JsonRoute
 from api.responses import Model
 from api.routes.common import accept_derived, accept_one, long_poll
-from api.schemas import Operation
 from shared.asyncdb import Record
 from shared.errors import NotFound
 from shared.operations import repository as operations
 from shared.operations.kind import NewOperation
 from shared.operations.reversal import Reversal, ReversalCreate
 from shared.operations.transfer import Transfer, TransferCreate
+from shared.resources import serialize
+from shared.resources.schemas import Operation
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["operations"])
 

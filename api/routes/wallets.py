@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from api import serialize
 from api.deps import (
     Limit,
     PostingCursor,
@@ -21,12 +20,13 @@ from api.deps import (
 from api.jsonbody import JsonRoute
 from api.responses import Model
 from api.routes.common import accept_one
-from api.schemas import Operation, PostingPage, Wallet
 from shared.accounts import repository as accounts
 from shared.errors import NotFound
 from shared.ledger import reads as ledger
 from shared.operations.replenishment import Replenishment, ReplenishmentCreate
 from shared.operations.withdrawal import Withdrawal, WithdrawalCreate
+from shared.resources import serialize
+from shared.resources.schemas import Operation, PostingPage, Wallet
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["wallets"])
 

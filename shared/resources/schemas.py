@@ -1,6 +1,6 @@
 """Request and response models. Requests are validated with these (the requests of each
 kind of operation are its own module's, see `shared.operations`); responses are these
-models, built by `api.serialize`: the shapes `/openapi.json` documents are the shapes
+models, built by `shared.resources.serialize`: the shapes `/openapi.json` documents are the shapes
 served. `tests/test_client_schema.py` holds the Python client to them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Database rows to the response models of `api.schemas`, the ones `/openapi.json`
+"""Database rows to the response models of `shared.resources.schemas`, the ones `/openapi.json`
 documents: every response shape is defined once, there. Rows come from trusted queries,
 so the models are constructed without validation and rendered by pydantic's serializer
 (`api.responses.Model`): amounts as two-decimal strings, times in RFC 3339 UTC."""
@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from api import schemas
 from shared.asyncdb import Record
 from shared.money import format_cents
+from shared.resources import schemas
 
 Row = Record | Mapping[str, Any]
 Item = TypeVar("Item", bound=BaseModel)

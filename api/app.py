@@ -26,7 +26,7 @@ from api.middleware import (
 )
 from api.ratelimit import RateLimiter
 from api.resources import Resources, create_pool
-from api.routes import accounts, batches, health, holds, operations, wallets
+from api.routes import accounts, batches, events, health, holds, operations, wallets, webhooks
 from api.routes.health import backlog_gauges
 from shared.intake.lanes import WalletLanes
 from shared.queue import make_celery
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(holds.router)
     app.include_router(batches.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     # Added last = runs first: metrics (times everything), request id, body size, then
     # authentication and the rate limit.
     app.add_middleware(AuthMiddleware)

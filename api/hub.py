@@ -45,6 +45,7 @@ class CompletionHub:
         self._generations: dict[str, int] = {}
         self._reads: dict[str, dict[tuple[uuid.UUID, str], tuple[int, float, asyncio.Task[Any]]]]
         self._reads = {}
+        self._announcing: set[asyncio.Future[None]] = set()
         self.closing = False
         self._loop = asyncio.get_running_loop()
 
@@ -125,6 +126,19 @@ class CompletionHub:
         task.add_done_callback(_retrieve)
         reads[(tenant, variant)] = (generation, time.monotonic(), task)
         return await asyncio.shield(task)
+
+    def announce(self, keys: list[str]) -> None:
+        """Publish keys to every API process's hub (this one's too), in the background and
+        best effort: a lost announcement costs its waiters latency, never an answer."""
+        task = asyncio.ensure_future(self._announce(keys))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, keys: list[str]) -> None:
+        try:
+            await self._redis.publish(self._channel, orjson.dumps(keys))
+        except Exception as exc:
+            log.debug("could not announce %s: %r", keys, exc)
 
     def _notify(self, keys: list[str]) -> None:
         for key in keys:

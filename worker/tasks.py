@@ -8,7 +8,7 @@ import orjson
 import redis
 from celery import Celery, Task, shared_task
 
-from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key
+from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key, events_key
 from shared.ledger import service as ledger
 from shared.queue import DRAIN_TASK
 from shared.settings import Settings, get_settings
@@ -36,6 +36,7 @@ def _publish_completions(result: ledger.DrainResult) -> None:
     """Tell long polls which operations (and batches) just became final. Best effort."""
     keys = [f"o:{operation.id}" for operation, _, _ in result.outcomes]
     keys += [f"b:{batch_id}" for batch_id in result.batch_ids]
+    keys += [events_key(tenant) for tenant in result.event_tenants]
     try:
         redis_client().publish(completions_channel(get_settings()), orjson.dumps(keys))
     except redis.RedisError as exc:

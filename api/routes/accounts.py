@@ -21,6 +21,7 @@ from api.requests import AccountCreate
 from api.responses import Model
 from api.routes.common import accepted_response, check_currency
 from shared.accounts import repository as accounts
+from shared.doorbell import events_key
 from shared.errors import NotFound
 from shared.intake.accounts import create_account as accept_account
 from shared.resources import serialize
@@ -52,6 +53,8 @@ async def create_account(
         name=body.name,
         currency=body.currency,
     )
+    if not accepted.replayed:
+        res.hub.announce([events_key(tenant)])
     document = serialize.account(accepted.resource)
     return accepted_response(accepted, document, f"/v1/accounts/{accepted.resource['id']}")
 

@@ -3,11 +3,15 @@ the log of every delivery attempt.
 
 The rules this migration adds, whatever the Python above it does:
 
-* An event is written in the transaction of the change it records: `xid` is that
-  transaction's id (`pg_current_xact_id()`, 64 bits, never wrapping). The feed is ordered
-  by `(xid, seq)` and serves only events whose `xid` is older than every transaction
-  still running (`pg_snapshot_xmin`): no later commit can then appear before a position
-  a reader has passed (see `shared/events/repository.py`).
+* An event is written in the transaction of the change it records. Its feed key `xid` is
+  that transaction's id (`pg_current_xact_id()`, 64 bits, never wrapping), or, for a
+  drain, the greatest of that and the keys of the drains that touched the same wallets
+  before it (`wallet.event_xid`): so a wallet's events follow the order in which they
+  were applied, even when a drain took its transaction id before waiting for a wallet
+  that another drain held. The feed is ordered by `(xid, seq)` and serves only events
+  whose key is older than every transaction still running (`pg_snapshot_xmin`); a key is
+  never below its transaction's id, so no later commit can appear before a position a
+  reader has passed (see `shared/events/repository.py`).
 * Events are never changed nor deleted (`event_append_only`).
 * One delivery per endpoint and event (the primary key of `webhook_delivery`); an
   attempt counts from 1 and is logged once (`uq_webhook_attempt_endpoint_event_attempt`).
@@ -29,6 +33,9 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = r"""
+-- The feed key of the last drain that locked the wallet (see above).
+ALTER TABLE wallet ADD COLUMN event_xid xid8;
+
 CREATE TABLE event (
     id          uuid        NOT NULL,
     seq         bigint      GENERATED ALWAYS AS IDENTITY,
@@ -150,6 +157,7 @@ DROP TABLE IF EXISTS webhook_attempt;
 DROP TABLE IF EXISTS webhook_delivery;
 DROP TABLE IF EXISTS webhook_endpoint;
 DROP TABLE IF EXISTS event;
+ALTER TABLE wallet DROP COLUMN IF EXISTS event_xid;
 """
 
 

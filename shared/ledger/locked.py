@@ -39,6 +39,8 @@ class Locked:
     funding: WalletState | None
     holds: list[HoldState]
     reversed_operations: list[ReversedState]
+    # The drain's feed key, written on the wallets it changes (see shared/events/outbox.py).
+    event_xid: int
 
     def write(
         self, cur: Cursor, count: int | None = None, faulty: frozenset[uuid.UUID] = frozenset()
@@ -53,7 +55,7 @@ class Locked:
             {h.id: replace(h) for h in self.holds},
             {o.id: replace(o) for o in self.reversed_operations},
         )
-        _write(cur, book)
+        _write(cur, book, self.event_xid)
         return book
 
     def attempt(
@@ -94,7 +96,7 @@ class Locked:
             error = next_error
 
 
-def _write(cur: Cursor, book: Book) -> None:
+def _write(cur: Cursor, book: Book, event_xid: int) -> None:
     if book.transactions:
         repo.insert_transactions(cur, book.transactions)
         repo.insert_postings(cur, book.postings)
@@ -105,7 +107,7 @@ def _write(cur: Cursor, book: Book) -> None:
     if book.reversals:
         named.update_reversed(cur, list(book.reversals.values()))
     if book.touched:
-        repo.update_wallets(cur, [book.wallets[w] for w in book.touched])
+        repo.update_wallets(cur, [book.wallets[w] for w in book.touched], event_xid)
     if book.outcomes:
         completed = repo.complete_operations(cur, book.outcomes)
         if completed != len(book.outcomes):

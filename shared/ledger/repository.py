@@ -19,6 +19,8 @@ class WalletState:
     balance: int
     entry_count: int
     held: int = 0
+    # The feed key of the last drain that locked it (see shared/events/outbox.py).
+    event_xid: int | None = None
 
 
 # Claim the queues of wallets with pending work. Look at the oldest pending operations (the
@@ -143,7 +145,7 @@ def pending_operations(cur: Cursor, claimed: dict[uuid.UUID, int]) -> list[Pendi
 # UPDATE of the balance takes anyway) does not block the KEY SHARE locks of the foreign
 # key checks made by the intake, so accepting operations never waits on a drain.
 LOCK_WALLETS = """
-SELECT id, balance, entry_count, held FROM wallet
+SELECT id, balance, entry_count, held, event_xid::text::bigint FROM wallet
 WHERE id = ANY(%(ids)s::uuid[]) AND kind = 'user'
 ORDER BY id
 FOR NO KEY UPDATE
@@ -223,16 +225,42 @@ def pg_array(values: list[object]) -> str:
 
 UPDATE_WALLETS = """
 UPDATE wallet AS w
-SET balance = v.balance, entry_count = v.entry_count, held = v.held, updated_at = now()
+SET balance = v.balance, entry_count = v.entry_count, held = v.held, updated_at = now(),
+    event_xid = CASE WHEN w.kind = 'user' THEN %s::text::xid8 END
 FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::bigint[])
     AS v (id, balance, entry_count, held)
 WHERE w.id = v.id
 """
 
 
-def update_wallets(cur: Cursor, wallets: list[WalletState]) -> None:
+def update_wallets(cur: Cursor, wallets: list[WalletState], event_xid: int) -> None:
+    """Write the wallets' new balances, and the drain's feed key on the user wallets."""
     columns = zip(*((w.id, w.balance, w.entry_count, w.held) for w in wallets), strict=True)
-    cur.execute(UPDATE_WALLETS, [pg_array(list(column)) for column in columns])
+    cur.execute(UPDATE_WALLETS, [str(event_xid), *(pg_array(list(c)) for c in columns)])
+
+
+# The wallets a drain locked without changing them (their operations failed) still carry
+# its feed key: the next drain to touch them must come after it in the feed.
+MARK_WALLETS = """
+UPDATE wallet SET event_xid = %s::text::xid8
+WHERE id = ANY(%s::uuid[]) AND event_xid IS DISTINCT FROM %s::text::xid8
+"""
+
+
+def mark_wallets(cur: Cursor, ids: list[uuid.UUID], event_xid: int) -> None:
+    cur.execute(MARK_WALLETS, [str(event_xid), ids, str(event_xid)])
+
+
+# The drain's feed key: its transaction's id (assigned by the row locks it took), or
+# later than the key of any drain that locked one of its wallets before.
+CURRENT_XID = "SELECT pg_current_xact_id()::text::bigint"
+
+
+def event_key(cur: Cursor, wallets: list[WalletState]) -> int:
+    cur.execute(CURRENT_XID)
+    row = cur.fetchone()
+    assert row is not None
+    return max([int(row[0])] + [w.event_xid for w in wallets if w.event_xid is not None])
 
 
 OutcomeRow = tuple[uuid.UUID, str, str | None, str | None]

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 
 from shared import metrics
 from shared.db import Cursor, transaction
+from shared.events import outbox
 from shared.ledger import named
 from shared.ledger import repository as repo
 from shared.ledger.locked import TRANSIENT_ERRORS, Locked
@@ -67,6 +68,8 @@ class DrainResult:
     batch_ids: set[uuid.UUID] = field(default_factory=set)
     # Operations that failed with internal_error, and why (for the log only).
     faulty: dict[uuid.UUID, Exception] = field(default_factory=dict)
+    # Tenants with new events, to wake their feed's long polls.
+    event_tenants: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def applied(self) -> int:
@@ -123,12 +126,15 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     reversed_ids = list(
         {op.reverses_operation_id for op in operations if op.reverses_operation_id is not None}
     )
+    holds = named.lock_holds(cur, hold_ids) if hold_ids else []
+    reversed_operations = named.lock_reversed(cur, reversed_ids) if reversed_ids else []
     locked = Locked(
         operations,
         list(wallets.values()),
         funding,
-        named.lock_holds(cur, hold_ids) if hold_ids else [],
-        named.lock_reversed(cur, reversed_ids) if reversed_ids else [],
+        holds,
+        reversed_operations,
+        repo.event_key(cur, list(wallets.values())),
     )
 
     # The claims and locks above outlive a rollback to this savepoint.
@@ -148,6 +154,14 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     ]
     result.faulty = faulty
     result.batch_ids = {op.batch_id for op in operations if op.batch_id is not None}
+    untouched = [w for w in wallets if w not in book.touched]
+    if untouched:
+        repo.mark_wallets(cur, untouched, locked.event_xid)
+    events = outbox.drain_events(
+        cur, ((op, status) for op, status, _ in result.outcomes), result.batch_ids
+    )
+    outbox.insert_events(cur, events, locked.event_xid)
+    result.event_tenants = {tenant for tenant, _, _ in events}
     return result
 
 

@@ -1,0 +1,124 @@
+"""The drain's events, written in the drain's transaction (a transactional outbox).
+
+The rule: an operation's `operation.succeeded` or `operation.failed` event, a hold's
+`hold.expired` and a batch's `batch.completed` are inserted by the transaction that makes
+that change, after the change and before its commit, in the order the changes were made.
+There is no event without its change and no change without its event: one commits with
+the other or neither does.
+
+Each event carries its resource as the API renders it at that moment (`shared.resources`),
+read back from the rows the drain has just written, so an event and a `GET` of the same
+moment are the same document.
+
+Feed order (see the migration 0004): the events of a drain get its feed key, `event_xid`,
+which is at least its transaction's id and later than the key of any drain that locked one
+of the same wallets before (`shared.ledger.repository.event_key`); within a drain, `seq`
+follows the order of application.
+
+A batch is completed by the drain that applies its last pending item. Several drains may
+apply a batch's items at once, each unable to see the others' uncommitted outcomes, so
+each locks the batches it touched (in id order, after all its other locks) and only then
+looks for pending items: of two drains finishing one batch, the second to lock sees the
+first's commit, and exactly one of them writes the event.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from shared.db import Cursor
+from shared.events import BATCH_COMPLETED, HOLD_EXPIRED, OPERATION_FAILED, OPERATION_SUCCEEDED
+from shared.ids import uuid7
+from shared.operations import KINDS
+from shared.operations.expiry import EXPIRY
+from shared.operations.kind import PendingOperation
+from shared.operations.repository import BATCH_COLUMNS, OPERATION_COLUMNS, OPERATION_FROM
+from shared.resources import serialize
+
+OPERATIONS = f"SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM} WHERE o.id = ANY(%(ids)s::uuid[])"
+
+HOLDS = """
+SELECT o.id, o.status AS operation_status, o.from_wallet_id, o.to_wallet_id, o.amount,
+       o.currency, o.reference, o.expires_at, o.created_at,
+       COALESCE(h.updated_at, o.completed_at, o.created_at) AS updated_at,
+       h.status AS hold_status, h.captured_amount
+FROM operation o JOIN hold h ON h.id = o.id
+WHERE o.id = ANY(%(ids)s::uuid[])
+"""
+
+LOCK_BATCHES = """
+SELECT id FROM replenishment_batch WHERE id = ANY(%(ids)s::uuid[])
+ORDER BY id FOR NO KEY UPDATE
+"""
+# The batches (of those locked) with no pending item left, counted: one probe of the
+# index of pending items per batch, then the counts of the completed ones only.
+COMPLETED_BATCHES = f"""
+SELECT {BATCH_COLUMNS}, b.tenant_id
+FROM replenishment_batch b JOIN operation o ON o.batch_id = b.id
+WHERE b.id = ANY(%(ids)s::uuid[])
+  AND NOT EXISTS (SELECT 1 FROM operation p WHERE p.batch_id = b.id AND p.status = 'pending')
+GROUP BY b.id
+"""
+
+Event = tuple[uuid.UUID, str, bytes]  # tenant, type, data (the resource's JSON)
+
+
+def _rows(cur: Cursor, sql: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    cur.execute(sql, {"ids": list(ids)})
+    names = [column.name for column in cur.description or ()]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+
+def _json(model: Any) -> bytes:
+    return bytes(model.__pydantic_serializer__.to_json(model))
+
+
+def drain_events(
+    cur: Cursor,
+    outcomes: Iterable[tuple[PendingOperation, str]],
+    batch_ids: set[uuid.UUID],
+) -> list[Event]:
+    """The events of a drain's outcomes (operation, status), in the order given."""
+    outcomes = list(outcomes)
+    shown = [op.id for op, _ in outcomes if not KINDS[op.type].internal]
+    operations = _rows(cur, OPERATIONS, shown) if shown else {}
+    expired = [
+        op.hold_id for op, status in outcomes if op.type == EXPIRY.name and status == "succeeded"
+    ]
+    holds = _rows(cur, HOLDS, [h for h in expired if h is not None]) if expired else {}
+    events: list[Event] = []
+    for op, status in outcomes:
+        if op.id in operations:
+            kind = OPERATION_SUCCEEDED if status == "succeeded" else OPERATION_FAILED
+            events.append((op.tenant_id, kind, _json(serialize.operation(operations[op.id]))))
+        elif op.type == EXPIRY.name and status == "succeeded" and op.hold_id in holds:
+            hold = holds[op.hold_id]
+            events.append((op.tenant_id, HOLD_EXPIRED, _json(serialize.hold(hold))))
+    if batch_ids:
+        ids = sorted(batch_ids)
+        cur.execute(LOCK_BATCHES, {"ids": ids})
+        for row in _rows(cur, COMPLETED_BATCHES, ids).values():
+            events.append((row["tenant_id"], BATCH_COMPLETED, _json(serialize.batch(row))))
+    return events
+
+
+def _copy_text(value: object) -> str:
+    """A value in COPY's text format. JSON has no raw tab or newline (they are escaped in
+    its strings); its backslashes must be doubled."""
+    return str(value).replace("\\", "\\\\")
+
+
+def insert_events(cur: Cursor, events: list[Event], event_xid: int) -> None:
+    """Insert events with the drain's feed key, `seq` following their order."""
+    if not events:
+        return
+    buffer = io.StringIO(
+        "".join(
+            f"{uuid7()}\t{event_xid}\t{tenant}\t{kind}\t{_copy_text(data.decode())}\n"
+            for tenant, kind, data in events
+        )
+    )
+    cur.copy_expert("COPY event (id, xid, tenant_id, type, data) FROM STDIN", buffer)

@@ -1,0 +1,94 @@
+"""The feed's order is the order of application for each wallet, even when two drains
+interleave: a drain that took its transaction id early, then waited for a wallet another
+drain was applying, comes after that drain in the feed. Staged on a scratch database with
+the real ledger service, the waits forced with a row lock held by the test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from shared.ledger.service import DrainResult, drain_once
+from shared.operations.kind import NewOperation
+from tests.scratch_ledger import Conn, Tenant, scratch_database
+
+
+@pytest.fixture
+def scratch() -> Iterator[tuple[str, Conn]]:
+    yield from scratch_database()
+
+
+def feed(conn: Conn, tenant: Tenant) -> list[tuple[str, str]]:
+    """(type, operation id) of the tenant's events, in feed order."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT type, data->>'id' FROM event WHERE tenant_id = %s ORDER BY xid, seq",
+            (tenant.id,),
+        )
+        return [(row[0], row[1]) for row in cur.fetchall()]
+
+
+def test_a_drain_that_waited_for_a_wallet_follows_the_drain_it_waited_for(
+    scratch: tuple[str, Conn],
+) -> None:
+    url, conn = scratch
+    tenant = Tenant(conn)
+    p, _, b, c = sorted(tenant.wallets)  # locks are taken in id order: P before B
+    with conn, conn.cursor() as cur:
+        replenish = tenant.record(
+            cur, NewOperation("replenishment", 500, "USD", None, p, wallet_id=p)
+        )
+        credit = tenant.record(
+            cur,
+            NewOperation("transfer", 300, "USD", None, p, from_wallet_id=p, to_wallet_id=b),
+        )
+
+    blocker = psycopg2.connect(url)
+    drain_x, drain_y = psycopg2.connect(url), psycopg2.connect(url)
+    try:
+        with blocker.cursor() as cur:  # holds P: drain X will wait for it
+            cur.execute("SELECT id FROM wallet WHERE id = %s FOR NO KEY UPDATE", (p,))
+
+        results: dict[str, DrainResult] = {}
+
+        def run_x() -> None:
+            # Claims P's queue, locks a funding wallet (its transaction id is taken now),
+            # then waits for P.
+            with drain_x, drain_x.cursor() as cur:
+                results["x"] = drain_once(cur, 100)
+
+        x = threading.Thread(target=run_x)
+        x.start()
+        time.sleep(0.5)
+        assert x.is_alive()
+
+        with conn, conn.cursor() as cur:  # B -> C, while B is empty: it fails
+            debit = tenant.record(
+                cur,
+                NewOperation("transfer", 100, "USD", None, b, from_wallet_id=b, to_wallet_id=c),
+            )
+        with drain_y, drain_y.cursor() as cur:  # drain Y applies B's queue and commits first
+            results["y"] = drain_once(cur, 100)
+        assert [(op.id, status) for op, status, _ in results["y"].outcomes] == [(debit, "failed")]
+
+        blocker.rollback()  # X goes on: it credits B after Y debited it
+        x.join(timeout=30)
+        assert not x.is_alive()
+    finally:
+        blocker.close()
+        drain_x.close()
+        drain_y.close()
+
+    assert [(op.id, status) for op, status, _ in results["x"].outcomes] == [
+        (replenish, "succeeded"),
+        (credit, "succeeded"),
+    ]
+    assert feed(conn, tenant) == [
+        ("operation.failed", str(debit)),
+        ("operation.succeeded", str(replenish)),
+        ("operation.succeeded", str(credit)),
+    ]

@@ -9,6 +9,7 @@ each as RFC 9457 problem+json in one place (`api.errors`), with its machine-read
     ├── UnsupportedCurrency       422 unsupported_currency
     ├── SameWallet                422 same_wallet
     ├── NotReversible             422 not_reversible
+    ├── WebhookUrlNotAllowed      422 webhook_url_not_allowed
     ├── IdempotencyKeyRequired    400 idempotency_key_required
     ├── IdempotencyKeyReused      422 idempotency_key_reused
     ├── IdempotencyKeyInUse       409 idempotency_key_in_use
@@ -76,6 +77,13 @@ class ValidationFailed(PaysysError):
 
 class NotReversible(PaysysError):
     status, code, title = 422, "not_reversible", "Not reversible"
+
+
+class WebhookUrlNotAllowed(PaysysError):
+    """A webhook URL that is not http(s), or whose host is or resolves to an address that
+    is not public while those are not allowed (`shared.webhooks.urls`)."""
+
+    status, code, title = 422, "webhook_url_not_allowed", "Webhook URL not allowed"
 
 
 class UnsupportedCurrency(PaysysError):

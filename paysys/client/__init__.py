@@ -23,8 +23,11 @@ batch whose request was a replay of an earlier one with the same key (the server
 `Idempotent-Replayed: true`) has `replayed` set. Amounts are `Decimal`s (or strings, or
 ints); floats are refused.
 
+A webhook receiver checks each delivery with `verify_webhook(body, signature_header,
+secret)`, which returns the event or raises `WebhookSignatureError`.
+
 The client is `client.Paysys`, its retrying transport `http`, the answers it parses
-`models`.
+`models`, and the signature check `webhooks`.
 """
 
 from paysys.client.client import Paysys
@@ -39,6 +42,7 @@ from paysys.client.models import (
     Posting,
     Wallet,
 )
+from paysys.client.webhooks import WebhookSignatureError, verify_webhook
 
 __all__ = [
     "Account",
@@ -51,4 +55,6 @@ __all__ = [
     "Paysys",
     "Posting",
     "Wallet",
+    "WebhookSignatureError",
+    "verify_webhook",
 ]

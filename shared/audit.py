@@ -210,6 +210,63 @@ CHECKS = [
         WHERE position < previous_position
         """,
     ),
+    Check(
+        "every_change_has_its_event",
+        "every final operation, account, expired hold and completed batch since events began "
+        "has exactly one event of its outcome",
+        """
+        WITH since AS (SELECT started_at FROM event_log_start),
+        changes AS (
+            SELECT o.id, o.tenant_id, 'operation.' || o.status AS type FROM operation o, since
+            WHERE o.status <> 'pending' AND o.type <> 'expiry'
+              AND o.completed_at >= since.started_at
+            UNION ALL
+            SELECT a.id, a.tenant_id, 'account.created' FROM account a, since
+            WHERE a.kind = 'user' AND a.created_at >= since.started_at
+            UNION ALL
+            SELECT h.id, h.tenant_id, 'hold.expired' FROM hold h, since
+            WHERE h.status = 'expired' AND h.updated_at >= since.started_at
+            UNION ALL
+            SELECT b.id, b.tenant_id, 'batch.completed'
+            FROM replenishment_batch b JOIN operation o ON o.batch_id = b.id, since
+            GROUP BY b.id, b.tenant_id, since.started_at
+            HAVING count(*) FILTER (WHERE o.status = 'pending') = 0
+               AND max(o.completed_at) >= since.started_at
+        ), events AS (
+            SELECT (data->>'id')::uuid AS id, tenant_id, type FROM event
+        )
+        SELECT c.type, c.id, count(e.id) AS events
+        FROM changes c
+        LEFT JOIN events e ON e.id = c.id AND e.tenant_id = c.tenant_id AND e.type = c.type
+        GROUP BY c.type, c.id
+        HAVING count(e.id) <> 1
+        """,
+    ),
+    Check(
+        "every_event_has_its_change",
+        "every event records a change that happened: its operation is final with that "
+        "outcome, its account exists, its hold expired, its batch has nothing pending",
+        """
+        SELECT e.id, e.type FROM event e
+        WHERE NOT CASE e.type
+            WHEN 'account.created' THEN EXISTS (
+                SELECT 1 FROM account a
+                WHERE a.id = (e.data->>'id')::uuid AND a.tenant_id = e.tenant_id)
+            WHEN 'hold.expired' THEN EXISTS (
+                SELECT 1 FROM hold h WHERE h.id = (e.data->>'id')::uuid
+                  AND h.tenant_id = e.tenant_id AND h.status = 'expired')
+            WHEN 'batch.completed' THEN EXISTS (
+                SELECT 1 FROM replenishment_batch b
+                WHERE b.id = (e.data->>'id')::uuid AND b.tenant_id = e.tenant_id
+                  AND NOT EXISTS (SELECT 1 FROM operation o
+                                  WHERE o.batch_id = b.id AND o.status = 'pending'))
+            ELSE EXISTS (
+                SELECT 1 FROM operation o
+                WHERE o.id = (e.data->>'id')::uuid AND o.tenant_id = e.tenant_id
+                  AND 'operation.' || o.status = e.type)
+        END
+        """,
+    ),
 ]
 
 

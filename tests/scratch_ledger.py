@@ -94,6 +94,12 @@ class Tenant:
                     (wallet, account, self.id),
                 )
                 cur.execute("INSERT INTO wallet_sequence (wallet_id) VALUES (%s)", (wallet,))
+                # As the intake does: the account's event in its transaction.
+                cur.execute(
+                    "INSERT INTO event (id, tenant_id, type, data) "
+                    "VALUES (%s, %s, 'account.created', json_build_object('id', %s::text))",
+                    (uuid7(), self.id, account),
+                )
 
     def record(
         self, cur: psycopg2.extensions.cursor, new: NewOperation, at: datetime | None = None

@@ -123,6 +123,14 @@ CORRUPTIONS = {
         "SELECT id, tenant_id, from_wallet_id, to_wallet_id, amount, now() FROM operation "
         "WHERE type = 'transfer' AND status = 'succeeded' LIMIT 1",
     ],
+    "every_change_has_its_event": [
+        "DELETE FROM event WHERE id = (SELECT id FROM event "
+        "WHERE type = 'operation.succeeded' LIMIT 1)",
+    ],
+    "every_event_has_its_change": [
+        "INSERT INTO event (id, tenant_id, type, data) SELECT gen_random_uuid(), tenant_id, "
+        "'operation.failed', data FROM event WHERE type = 'operation.succeeded' LIMIT 1",
+    ],
     "reversals_within_amount": [
         "UPDATE operation SET reversed_amount = 1 "
         "WHERE id = (SELECT id FROM operation WHERE type = 'transfer' AND status = 'succeeded' "

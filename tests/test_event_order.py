@@ -23,10 +23,11 @@ def scratch() -> Iterator[tuple[str, Conn]]:
 
 
 def feed(conn: Conn, tenant: Tenant) -> list[tuple[str, str]]:
-    """(type, operation id) of the tenant's events, in feed order."""
+    """(type, operation id) of the tenant's operation events, in feed order."""
     with conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT type, data->>'id' FROM event WHERE tenant_id = %s ORDER BY xid, seq",
+            "SELECT type, data->>'id' FROM event WHERE tenant_id = %s AND type LIKE 'operation.%%'"
+            " ORDER BY xid, seq",
             (tenant.id,),
         )
         return [(row[0], row[1]) for row in cur.fetchall()]

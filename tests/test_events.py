@@ -322,3 +322,20 @@ def query_tenant(database_url: str, event_id: str) -> str:
         return str(tenant)
     finally:
         conn.close()
+
+
+def test_a_hold_left_alone_expires_with_one_event_carrying_the_expired_hold(api: Api) -> None:
+    source = api.funded_wallet("10.00")
+    hold_id = api.active_hold(source, "4.00", None, expires_in=2)
+    expired = api.wait_hold(hold_id, {"expired"})
+    deadline = time.monotonic() + 15
+    events: list[dict[str, Any]] = []
+    while not events and time.monotonic() < deadline:
+        events = feed(api, type="hold.expired", wait=2)["items"]
+    assert len(events) == 1, events
+    assert events[0]["data"] == expired
+    # The hold operation itself succeeded (its own event); the release is not an operation
+    # of the API, so it has no operation event.
+    operations = [e["data"]["id"] for e in tail(api, type="operation.succeeded")[0]]
+    assert hold_id in operations
+    assert len(operations) == 2  # the replenishment and the hold

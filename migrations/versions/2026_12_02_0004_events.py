@@ -53,6 +53,16 @@ CREATE TABLE event (
         'account.created', 'operation.succeeded', 'operation.failed',
         'batch.completed', 'hold.expired'))
 );
+-- When events began: changes made before (by an older version) have none, and the audit
+-- only asks for the events of changes made since.
+CREATE TABLE event_log_start (
+    started_at timestamptz NOT NULL DEFAULT now(),
+    single     boolean     NOT NULL DEFAULT true,
+    CONSTRAINT pk_event_log_start PRIMARY KEY (single),
+    CONSTRAINT ck_event_log_start_single CHECK (single)
+);
+INSERT INTO event_log_start DEFAULT VALUES;
+
 -- The feed: a tenant's events in (xid, seq) order.
 CREATE INDEX ix_event_tenant_id_xid_seq ON event (tenant_id, xid, seq);
 
@@ -157,6 +167,7 @@ DROP TABLE IF EXISTS webhook_attempt;
 DROP TABLE IF EXISTS webhook_delivery;
 DROP TABLE IF EXISTS webhook_endpoint;
 DROP TABLE IF EXISTS event;
+DROP TABLE IF EXISTS event_log_start;
 ALTER TABLE wallet DROP COLUMN IF EXISTS event_xid;
 """
 

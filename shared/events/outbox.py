@@ -94,9 +94,13 @@ def drain_events(
         if op.id in operations:
             kind = OPERATION_SUCCEEDED if status == "succeeded" else OPERATION_FAILED
             events.append((op.tenant_id, kind, _json(serialize.operation(operations[op.id]))))
-        elif op.type == EXPIRY.name and status == "succeeded" and op.hold_id in holds:
+        elif op.type == EXPIRY.name and op.hold_id in holds:
+            # An expiry that found its hold captured or voided meanwhile changed nothing;
+            # one hold has one expiry (`uq_operation_expiry_hold_id`), so an expired hold
+            # here was expired by this one.
             hold = holds[op.hold_id]
-            events.append((op.tenant_id, HOLD_EXPIRED, _json(serialize.hold(hold))))
+            if hold["hold_status"] == "expired":
+                events.append((op.tenant_id, HOLD_EXPIRED, _json(serialize.hold(hold))))
     if batch_ids:
         ids = sorted(batch_ids)
         cur.execute(LOCK_BATCHES, {"ids": ids})

@@ -37,7 +37,13 @@ RESULTS = Path(__file__).parent / "results"
 class PaysysRun:
     """`paysys run` on a fresh database, as a user would start it."""
 
-    def __init__(self, admin_url: str, redis_url: str, concurrency: int | None = None):
+    def __init__(
+        self,
+        admin_url: str,
+        redis_url: str,
+        concurrency: int | None = None,
+        allow_private_webhooks: bool = False,
+    ):
         self.admin_url = admin_url
         self.port = free_port()
         self.database = f"paysys_bench_{uuid.uuid4().hex[:8]}"
@@ -50,6 +56,8 @@ class PaysysRun:
             "PAYSYS_CELERY_QUEUE": prefix,
             "PAYSYS_LOG_LEVEL": "WARNING",
         }
+        if allow_private_webhooks:  # the benchmark's receiver is on this machine
+            self.env["PAYSYS_WEBHOOK_ALLOW_PRIVATE"] = "true"
         if concurrency is not None:  # otherwise, paysys's default
             self.env["PAYSYS_WORKER_CONCURRENCY"] = str(concurrency)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import PaysysRun, pgbench_tps, pss_mb, rss_mb, write_results
+from bench.receiver import Receiver
 from shared.money import format_cents
 
 WALLETS = 10_000
@@ -334,12 +335,26 @@ async def fixed_rate(
     }
 
 
+async def subscribe(client: Client, webhook_url: str | None) -> None:
+    """Events on: one webhook endpoint subscribed to every event."""
+    if webhook_url is not None:
+        status, body = await client.post(
+            "/v1/webhook-endpoints", {"url": webhook_url, "event_types": ["*"]}
+        )
+        assert status == 201, body
+
+
 async def measure(
-    url: str, api_key: str, quick: bool, settle: Settle | None = None
+    url: str,
+    api_key: str,
+    quick: bool,
+    settle: Settle | None = None,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
     warmup, seconds = (2, 5) if quick else (4, 12)
     async with Client(url, api_key) as client:
         started = time.monotonic()
+        await subscribe(client, webhook_url)
         wallets = await setup(client, 2_000 if quick else WALLETS)
         results: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
         results["uniform"] = await run_workload(client, "uniform", wallets, warmup, seconds, settle)
@@ -464,6 +479,12 @@ def main() -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer wallets")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="events off: no webhook endpoint (by default one, subscribed to everything, "
+        "delivers to a receiver on this machine)",
+    )
     args = parser.parse_args()
     admin_url = os.environ.get(
         "PAYSYS_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -471,22 +492,28 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
     results: dict[str, Any] = {"pgbench_tpcb_tps": round(pgbench_tps(admin_url), 1)}
+    receiver = None if args.no_webhook else Receiver().__enter__()
+    hook = None if receiver is None else receiver.url
     if args.url:
         if not args.api_key:
             parser.error("--api-key is required with --url")
-        results.update(asyncio.run(measure(args.url, args.api_key, args.quick)))
+        results.update(asyncio.run(measure(args.url, args.api_key, args.quick, None, hook)))
     else:
-        run = PaysysRun(admin_url, redis_url)
+        run = PaysysRun(admin_url, redis_url, allow_private_webhooks=hook is not None)
         try:
             key = run.start()
             with MemorySampler(run) as memory:
-                results.update(asyncio.run(measure(run.url, key, args.quick, run.settle)))
+                results.update(asyncio.run(measure(run.url, key, args.quick, run.settle, hook)))
+            if receiver is not None:
+                results["webhook_deliveries"] = receiver.stats()
             results["memory_mb"] = {k: round(v, 1) for k, v in memory.peak.items()}
             results["largest_process_rss_mb"] = {k: round(v, 1) for k, v in memory.peak_rss.items()}
         finally:
             run.stop()
         if not args.no_scaling:
             results["scaling"] = asyncio.run(scaling((admin_url, redis_url), args.quick))
+    if receiver is not None:
+        receiver.__exit__(None, None, None)
     results["targets"] = [
         {"target": name, "measured": value, "met": ok} for name, value, ok in targets(results)
     ]

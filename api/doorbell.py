@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
@@ -29,17 +30,31 @@ class Doorbell:
 
     def ring(self) -> None:
         """Ring in the background: the response does not wait for Redis."""
-        task = asyncio.create_task(self._ring(random.randrange(self._settings.drain_slots)))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        slot = random.randrange(self._settings.drain_slots)
+        self.ring_key(doorbell_key(self._settings, slot), DRAIN_TASK, kwargs={"slot": slot})
 
-    async def _ring(self, slot: int) -> None:
-        key = doorbell_key(self._settings, slot)
+    def ring_key(
+        self,
+        key: str,
+        task: str,
+        *,
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> None:
+        """Ring the doorbell `key` in the background, and send `task` (to `queue`, else the
+        default queue) only if it was silent. Best effort: a failure is logged, and the
+        sweeper wakes the workers anyway."""
+        ring = asyncio.create_task(self._ring(key, task, kwargs or {}, queue))
+        self._pending.add(ring)
+        ring.add_done_callback(self._pending.discard)
+
+    async def _ring(self, key: str, task: str, kwargs: dict[str, Any], queue: str | None) -> None:
         try:
             if await self._redis.set(key, "1", nx=True, ex=DOORBELL_TTL):
                 try:
+                    # queue=None: the default queue (Celery's router reads it as absent).
                     await asyncio.to_thread(
-                        self._celery.send_task, DRAIN_TASK, kwargs={"slot": slot}
+                        self._celery.send_task, task, kwargs=kwargs, queue=queue
                     )
                 except Exception:
                     await self._redis.delete(key)

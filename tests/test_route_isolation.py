@@ -29,7 +29,7 @@ LONG_POLLS = {
 }
 
 # What each path parameter names: the first tenant's resource of that kind.
-PARAMETERS = {"account_id", "wallet_id", "operation_id", "batch_id", "hold_id"}
+PARAMETERS = {"account_id", "wallet_id", "operation_id", "batch_id", "hold_id", "endpoint_id"}
 
 Ids = dict[str, str]
 # Routes without path parameters: the request that names the first tenant's resources, and
@@ -65,6 +65,12 @@ UNPARAMETERISED: dict[tuple[str, str], tuple[Callable[[Ids, Ids], Any], int | No
     ),
     ("POST", "/v1/accounts"): (lambda a, b: {"name": "mine"}, None, "creates its own"),
     ("GET", "/v1/accounts"): (lambda a, b: None, None, "lists its own"),
+    ("POST", "/v1/webhook-endpoints"): (
+        lambda a, b: {"url": "http://127.0.0.1:9/second", "event_types": ["*"]},
+        None,
+        "creates its own",
+    ),
+    ("GET", "/v1/webhook-endpoints"): (lambda a, b: None, None, "lists its own"),
 }
 # Bodies for routes with path parameters that take one.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -73,6 +79,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/holds/{hold_id}/capture"): {},
     ("POST", "/v1/holds/{hold_id}/void"): {},
     ("POST", "/v1/operations/{operation_id}/reversals"): {},
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/enable"): {},
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/redeliveries"): {
+        "event_id": "0191a1c2-0000-7000-8000-00000000e7e1"
+    },
 }
 
 
@@ -96,12 +106,16 @@ def first(stack: Any) -> Ids:
         "/v1/holds", {"from_wallet_id": wallet, "amount": "1.00"}, key=new_key()
     ).json()["id"]
     api.wait(hold)
+    endpoint = api.post(
+        "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/first", "event_types": ["*"]}
+    ).json()["id"]
     ids = {
         "account_id": account["id"],
         "wallet_id": wallet,
         "operation_id": operation,
         "batch_id": batch["id"],
         "hold_id": hold,
+        "endpoint_id": endpoint,
         "api_key": api.api_key,
         "base_url": api.base_url,
     }
@@ -142,7 +156,7 @@ def test_second_tenant_sees_nothing_of_the_first(
         method, path, json=body, headers={"Idempotency-Key": new_key()}
     )
     text = response.text
-    for kind in ("account_id", "wallet_id", "operation_id", "batch_id", "hold_id"):
+    for kind in ("account_id", "wallet_id", "operation_id", "batch_id", "hold_id", "endpoint_id"):
         assert first[kind] not in text or status is not None, f"{path} leaked {kind}"
     if status is not None:
         assert_problem(response, status, code)
@@ -156,4 +170,6 @@ def test_first_tenant_is_untouched(first: Ids, stack: Any) -> None:
     assert wallet["balance"] == "11.00"  # its own replenishment and its own batch only
     assert wallet["held"] == "1.00"  # and its own hold, still held
     assert len(api.postings(first["wallet_id"])) == 2
+    endpoint = api.get(f"/v1/webhook-endpoints/{first['endpoint_id']}").json()
+    assert endpoint["status"] == "enabled"  # not deleted, nor disabled
     api.close()

@@ -118,7 +118,7 @@ async def list_events(
     rows = page.rows
     position = after
     if rows:
-        position = (int(rows[-1]["xid"]), rows[-1]["seq"])
+        position = (int(rows[-1]["feed_xid"]), rows[-1]["seq"])
     if len(rows) < limit:
         # Nothing this page could show is left below the horizon: start there next time.
         position = max(position, (page.horizon, 0))

@@ -29,7 +29,7 @@ async def insert_event(
     await conn.execute(INSERT_EVENT, event_id, tenant_id, event_type, data.decode())
 
 
-EVENT_COLUMNS = "id, type, created_at, data::text AS data, xid::text::numeric AS xid, seq"
+EVENT_COLUMNS = "id, type, created_at, data::text AS data, xid::text::numeric AS feed_xid, seq"
 
 # One statement, one snapshot: the page and the horizon it was cut at.
 READ_FEED = f"""

@@ -14,6 +14,14 @@ import pytest
 
 from api.app import create_app
 from paysys.client import Paysys
+from paysys.client.event_models import MODELS as EVENT_MODELS
+from paysys.client.event_models import (
+    Event,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
+)
 from paysys.client.models import (
     MODELS,
     Account,
@@ -31,8 +39,15 @@ WALLET = "0193a0c4-2b1e-7c3a-9f10-5d2e8b7a6c01"
 OTHER_WALLET = "0193a0c4-2b1e-7d44-8e21-6f3f9c8b7d12"
 HOLD = "0193a0c7-0b00-7c1d-8e2f-a3b4c5d6e7f8"
 OPERATION = "0193a0c5-1f00-7a2b-b3c4-d5e6f7a8b9c0"
+ENDPOINT = "0193a0c8-4d00-7e1f-8a2b-c3d4e5f6a7b8"
+EVENT = "0193a0c5-1f03-7e4f-9a1b-c2d3e4f5a6b7"
 # The ids the client puts in a path, and the parameter each stands for.
-PATH_IDS = {WALLET: "{wallet_id}", HOLD: "{hold_id}", OPERATION: "{operation_id}"}
+PATH_IDS = {
+    WALLET: "{wallet_id}",
+    HOLD: "{hold_id}",
+    OPERATION: "{operation_id}",
+    ENDPOINT: "{endpoint_id}",
+}
 
 # Each answer the client parses: the route, its success status, the model it becomes, and
 # whether it is a page of them.
@@ -54,6 +69,13 @@ READS: list[tuple[str, str, str, type[Model], bool]] = [
     ("POST", "/v1/replenishment-batches", "202", Batch, False),
     ("GET", "/v1/replenishment-batches/{batch_id}", "200", Batch, False),
     ("GET", "/v1/replenishment-batches/{batch_id}/operations", "200", Operation, True),
+    ("GET", "/v1/events", "200", Event, True),
+    ("POST", "/v1/webhook-endpoints", "201", WebhookEndpointCreated, False),
+    ("GET", "/v1/webhook-endpoints", "200", WebhookEndpoint, True),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}", "200", WebhookEndpoint, False),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/enable", "200", WebhookEndpoint, False),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries", "200", WebhookAttempt, True),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/redeliveries", "202", WebhookDelivery, False),
 ]
 
 
@@ -117,7 +139,7 @@ def test_the_client_parses_what_each_route_answers(
 
 
 def test_every_model_of_the_client_is_checked() -> None:
-    assert {model for *_, model, _ in READS} == set(MODELS)
+    assert {model for *_, model, _ in READS} == set(MODELS) | set(EVENT_MODELS)
 
 
 class Recorder(httpx.BaseTransport):
@@ -125,7 +147,7 @@ class Recorder(httpx.BaseTransport):
     of the POSTs."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, dict[str, Any] | None] = {}
         self.read: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -133,11 +155,13 @@ class Recorder(httpx.BaseTransport):
         for value, parameter in PATH_IDS.items():
             path = path.replace(value, parameter)
         if request.method == "POST":
-            self.sent[path] = json.loads(request.content)
+            self.sent[path] = json.loads(request.content) if request.content else None
         else:
             self.read.append(path)
         responses = operation(request.method, path)["responses"]
         status = next(code for code in responses if code.startswith("2"))
+        if "content" not in responses[status]:  # 204
+            return httpx.Response(int(status), request=request)
         shape = component(responses[status]["content"]["application/json"]["schema"])
         # The schema's examples leave out their null fields (FastAPI drops them).
         example = {name: shape["examples"][0].get(name) for name in shape["properties"]}
@@ -160,10 +184,27 @@ def test_the_client_sends_only_what_each_route_takes() -> None:
         client.void(HOLD)
         client.reverse(OPERATION, "1.00", reference="r")
         hold = client.get_hold(HOLD)
-    assert len(transport.sent) == 10
-    assert transport.read == ["/v1/holds/{hold_id}"]
+        created = client.create_webhook_endpoint(
+            "https://example.com/hooks", ["operation.succeeded"], description="d"
+        )
+        delivery = client.redeliver(ENDPOINT, EVENT)
+        enabled = client.enable_webhook_endpoint(ENDPOINT)
+        endpoint = client.get_webhook_endpoint(ENDPOINT)
+        client.delete_webhook_endpoint(ENDPOINT)
+    assert len(transport.sent) == 13
+    assert transport.read == [
+        "/v1/holds/{hold_id}",
+        "/v1/webhook-endpoints/{endpoint_id}",
+        "/v1/webhook-endpoints/{endpoint_id}",
+    ]
     assert hold.id == HOLD and hold.captured_amount is None
+    assert created.secret.startswith("whsec_") and created.id == ENDPOINT
+    assert endpoint == enabled and endpoint.event_types == created.event_types
+    assert (delivery.endpoint_id, delivery.event_id) == (ENDPOINT, EVENT)
     for path, body in transport.sent.items():
+        if body is None:
+            assert "requestBody" not in operation("POST", path), f"POST {path} takes a body"
+            continue
         taken = request_body("POST", path)["properties"]
         assert set(body) <= set(taken), (
             f"POST {path} does not take {sorted(set(body) - set(taken))}"

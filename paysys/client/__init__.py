@@ -13,6 +13,9 @@
         hold = paysys.hold(alice.wallet.id, "8.00", to_wallet_id=bob.wallet.id).wait()
         capture = paysys.capture(hold.id, "6.00").wait()
         paysys.reverse(capture.id, "2.00").wait()
+        # Every event, in order, as it happens (or webhooks: see `verify_webhook`).
+        for event in paysys.iter_events(types=["operation.succeeded"]):
+            print(event.type, event.data["id"])
 
 Money-moving calls get an Idempotency-Key of their own unless one is given, and are
 retried with that same key on network errors, 503 (a dependency down, or `overloaded`),
@@ -26,11 +29,20 @@ ints); floats are refused.
 A webhook receiver checks each delivery with `verify_webhook(body, signature_header,
 secret)`, which returns the event or raises `WebhookSignatureError`.
 
-The client is `client.Paysys`, its retrying transport `http`, the answers it parses
-`models`, and the signature check `webhooks`.
+The client is `client.Paysys` (its calls on events and webhook endpoints in `events`),
+its retrying transport `http`, the answers it parses `models` and `event_models`, and the
+signature check `webhooks`.
 """
 
 from paysys.client.client import Paysys
+from paysys.client.event_models import (
+    Event,
+    EventPage,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
+)
 from paysys.client.http import ApiError
 from paysys.client.models import (
     Account,
@@ -49,12 +61,18 @@ __all__ = [
     "ApiError",
     "Batch",
     "BatchItem",
+    "Event",
+    "EventPage",
     "Hold",
     "Operation",
     "Page",
     "Paysys",
     "Posting",
     "Wallet",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEndpointCreated",
     "WebhookSignatureError",
     "verify_webhook",
 ]

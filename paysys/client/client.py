@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from paysys.client.events import EventsAndWebhooks
 from paysys.client.http import RetryingHttp, new_key, replayed
 from paysys.client.models import (
     Account,
@@ -27,7 +28,7 @@ T = TypeVar("T")
 LONG_POLL_SECONDS = 30.0
 
 
-class Paysys:
+class Paysys(EventsAndWebhooks):
     def __init__(
         self,
         url: str,

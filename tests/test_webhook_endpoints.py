@@ -10,8 +10,6 @@ own that refuses them, as a production one does.
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,17 +54,17 @@ def tenant_of(db: Conn, endpoint: dict[str, Any]) -> str:
     return str(tenant)
 
 
-def insert_event(db: Conn, tenant: str, event_type: str = "account.created") -> str:
-    event_id = str(uuid.uuid4())
-    query(
+def account_event(api: Api, db: Conn) -> str:
+    """The id of a new event of the tenant's: its account.created (written with the
+    account, so there at once). The tests' endpoints subscribe to other types, so that no
+    fan-out makes deliveries of it behind their backs."""
+    account = api.create_account("evented")
+    [(event_id,)] = query(
         db,
-        "INSERT INTO event (id, tenant_id, type, data) VALUES (%s, %s, %s, %s) RETURNING id",
-        event_id,
-        tenant,
-        event_type,
-        json.dumps({"id": event_id}),
+        "SELECT id FROM event WHERE type = 'account.created' AND data->>'id' = %s",
+        account["id"],
     )
-    return event_id
+    return str(event_id)
 
 
 # --- registration ------------------------------------------------------------------------
@@ -352,7 +350,7 @@ def test_unknown_endpoints_are_not_found(api: Api) -> None:
 def test_another_tenant_sees_nothing(api: Api, other_api: Api, db: Conn) -> None:
     # Subscribed to another type than the test's events: no fan-out makes deliveries.
     mine = registered(api, event_types=["hold.expired"])
-    event_id = insert_event(db, tenant_of(db, mine))
+    event_id = account_event(api, db)
     theirs = registered(other_api, event_types=["hold.expired"])
     for method, tail, body in [
         ("GET", "", None),
@@ -420,7 +418,7 @@ def test_the_delivery_log_newest_first(api: Api, db: Conn) -> None:
     assert empty.json() == {"items": [], "next_cursor": None}
 
     tenant = tenant_of(db, endpoint)
-    event_id = insert_event(db, tenant)
+    event_id = account_event(api, db)
     query(
         db,
         "INSERT INTO webhook_delivery (endpoint_id, event_id, tenant_id, attempts, "
@@ -474,8 +472,7 @@ def test_the_delivery_log_newest_first(api: Api, db: Conn) -> None:
 
 def test_redelivery_by_hand(api: Api, other_api: Api, db: Conn) -> None:
     endpoint = registered(api, event_types=["hold.expired"])
-    tenant = tenant_of(db, endpoint)
-    event_id = insert_event(db, tenant)  # older than nothing: any of the tenant's events
+    event_id = account_event(api, db)
 
     response = api.post(path(endpoint, "/redeliveries"), {"event_id": event_id})
     assert response.status_code == 202, response.text
@@ -511,7 +508,7 @@ def test_redelivery_by_hand(api: Api, other_api: Api, db: Conn) -> None:
     assert row[:2] == (None, None)
 
     # Not the tenant's event, or no event at all: 404.
-    theirs = insert_event(db, tenant_of(db, registered(other_api, event_types=["hold.expired"])))
+    theirs = account_event(other_api, db)
     for unknown in (theirs, UNKNOWN):
         answer = api.post(path(endpoint, "/redeliveries"), {"event_id": unknown})
         assert unknown in assert_problem(answer, 404, "not_found")["detail"]
@@ -523,7 +520,7 @@ def test_redelivery_by_hand(api: Api, other_api: Api, db: Conn) -> None:
 
 def test_no_redelivery_to_a_disabled_endpoint(api: Api, db: Conn) -> None:
     endpoint = registered(api, event_types=["hold.expired"])
-    event_id = insert_event(db, tenant_of(db, endpoint))
+    event_id = account_event(api, db)
     disable(db, endpoint, "failing")
     answer = api.post(path(endpoint, "/redeliveries"), {"event_id": event_id})
     assert "enable" in assert_problem(answer, 422, "validation_error")["detail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import socket
 import time
@@ -290,3 +291,20 @@ def test_a_resolver_that_hangs_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(WebhookUrlNotAllowed, match=r"did not resolve within 0\.2 seconds"):
         resolve_allowed("https://slow.example/x", allow_private=False)
     assert time.monotonic() - started < 1.2
+
+
+def test_a_forked_child_resolves_with_a_pool_of_its_own() -> None:
+    """A worker's pool processes are forked: the resolver's threads of the parent are not
+    theirs, and waiting on them would time every name out."""
+    assert resolve_allowed("http://localhost:1/", allow_private=True)[2]  # threads started
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running pytest's exit handlers
+        try:
+            os.write(write, resolve_allowed("http://localhost:1/", allow_private=True)[0].encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        assert answer.read() == "localhost"
+    os.waitpid(pid, 0)

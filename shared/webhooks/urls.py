@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -86,13 +87,21 @@ _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _URL_CHARACTERS = re.compile(r"^[\x21-\x5b\x5d-\x7e]*$")  # printable ASCII, no \ nor space
 
 # Resolution in threads of its own: a slow DNS server stalls registrations, never the
-# threads the API's other work uses (`asyncio.to_thread`).
+# threads the API's other work uses (`asyncio.to_thread`). A forked child (a worker's pool
+# process) gets a pool of its own: the parent's threads do not survive the fork.
 _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="paysys-resolve")
 
 
+def _new_resolver() -> None:
+    global _RESOLVER
+    _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="paysys-resolve")
+
+
+os.register_at_fork(after_in_child=_new_resolver)
+
+
 class MalformedUrl(ValueError):
-    """Not a URL paysys can deliver to (no host, a user name, a bad port...): the message
-    says why."""
+    """Not a URL paysys can deliver to (no host, a user name, a bad port...), and why."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +140,8 @@ def parse(url: str) -> Target:
         raise MalformedUrl("must not contain a user name or password")
     try:
         port = parts.port
-    except ValueError:
-        raise MalformedUrl("has a port that is not a number from 1 to 65535") from None
+    except ValueError:  # not a number, or out of range
+        port = 0
     if port == 0:
         raise MalformedUrl("has a port that is not a number from 1 to 65535")
     host, address = _host(parts.netloc, parts.hostname or "")
@@ -166,9 +175,8 @@ def is_public(address: IpAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address in _V6_MAPPED or address in _V6_NAT64:
             return is_public(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
-        if address.scope_id or address not in _V6_UNICAST:
-            return False
-        if any(address in net for net in _V6_REFUSED):
+        unicast = address in _V6_UNICAST and not any(address in n for n in _V6_REFUSED)
+        if address.scope_id or not unicast:
             return False
     elif any(address in net for net in _V4_REFUSED):
         return False

@@ -56,12 +56,21 @@ def _not_found(endpoint_id: UUID) -> NotFound:
     return NotFound(f"Webhook endpoint {endpoint_id} not found")
 
 
+REGISTRATION_PROBLEMS = problem_responses(413, 422, 429)
+REGISTRATION_PROBLEMS[422] = {
+    **REGISTRATION_PROBLEMS[422],
+    "description": "Invalid request (`validation_error`: the body, or a tenant's 21st "
+    "endpoint), or a URL that is not http(s) or points at a private or loopback address "
+    "(`webhook_url_not_allowed`)",
+}
+
+
 @router.post(
     "/webhook-endpoints",
     status_code=201,
     response_model=documents.WebhookEndpointCreated,
     summary="Register a webhook endpoint (its signing secret is in this answer only)",
-    responses=problem_responses(413, 422, 429),
+    responses=REGISTRATION_PROBLEMS,
 )
 async def create_webhook_endpoint(
     res: ResourcesDep, tenant: TenantDep, body: WebhookEndpointCreate

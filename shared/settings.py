@@ -149,6 +149,21 @@ class Settings(BaseSettings):
                 ) from exc
         return value.strip()
 
+    @field_validator("webhook_secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        from cryptography.fernet import Fernet
+
+        for key in filter(None, (k.strip() for k in value.split(","))):
+            try:
+                Fernet(key)
+            except ValueError as exc:
+                raise ValueError(
+                    "PAYSYS_WEBHOOK_SECRET_KEYS must be comma-separated Fernet keys (32 bytes, "
+                    "url-safe base64; see .env.example)"
+                ) from exc
+        return value
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError(

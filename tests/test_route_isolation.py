@@ -29,7 +29,15 @@ LONG_POLLS = {
 }
 
 # What each path parameter names: the first tenant's resource of that kind.
-PARAMETERS = {"account_id", "wallet_id", "operation_id", "batch_id", "hold_id", "endpoint_id"}
+PARAMETERS = {
+    "account_id",
+    "wallet_id",
+    "operation_id",
+    "batch_id",
+    "hold_id",
+    "endpoint_id",
+    "event_id",
+}
 
 Ids = dict[str, str]
 # Routes without path parameters: the request that names the first tenant's resources, and
@@ -71,6 +79,7 @@ UNPARAMETERISED: dict[tuple[str, str], tuple[Callable[[Ids, Ids], Any], int | No
         "creates its own",
     ),
     ("GET", "/v1/webhook-endpoints"): (lambda a, b: None, None, "lists its own"),
+    ("GET", "/v1/events"): (lambda a, b: None, None, "lists its own"),
 }
 # Bodies for routes with path parameters that take one.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -119,6 +128,8 @@ def first(stack: Any) -> Ids:
         "api_key": api.api_key,
         "base_url": api.base_url,
     }
+    events = api.get("/v1/events", params={"type": "account.created"}).json()["items"]
+    ids["event_id"] = events[0]["id"]
     api.close()
     return ids
 
@@ -156,7 +167,7 @@ def test_second_tenant_sees_nothing_of_the_first(
         method, path, json=body, headers={"Idempotency-Key": new_key()}
     )
     text = response.text
-    for kind in ("account_id", "wallet_id", "operation_id", "batch_id", "hold_id", "endpoint_id"):
+    for kind in sorted(PARAMETERS):
         assert first[kind] not in text or status is not None, f"{path} leaked {kind}"
     if status is not None:
         assert_problem(response, status, code)

@@ -34,3 +34,13 @@ def test_bad_rate_limit_notation_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PAYSYS_RATE_LIMIT", "fast")
     with pytest.raises(ValueError, match="limits notation"):
         Settings()
+
+
+def test_malformed_webhook_secret_keys_are_refused_at_start() -> None:
+    from cryptography.fernet import Fernet
+    from pydantic import ValidationError
+
+    good = Fernet.generate_key().decode()
+    assert Settings(webhook_secret_keys=f"{good}, {good}").webhook_secret_keys
+    with pytest.raises(ValidationError, match="Fernet keys"):
+        Settings(webhook_secret_keys=f"{good},not-a-key")

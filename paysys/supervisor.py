@@ -1,4 +1,5 @@
-"""`paysys run`: migrations, then the API, a worker and the sweeper as child processes.
+"""`paysys run`: migrations, then the API, a worker, the webhook senders and the sweeper as
+child processes.
 
 Ctrl-C, SIGTERM or SIGHUP stops every child: SIGTERM, then, after a grace period, SIGKILL
 to the child's whole process group (each child leads one, with everything it starts: a

@@ -7,8 +7,9 @@ each process counts for itself. prometheus_client chooses between the two when i
 imported, from `PROMETHEUS_MULTIPROC_DIR`: each `paysys` command sets that variable at its
 start, before this module is imported (see `paysys.process_metrics`).
 
-What the database knows (the pending backlog and its age) is not counted here: the API
-reads it when /metrics is scraped (see `api.routes.health`).
+What the database knows (the pending backlog and its age, the age of each webhook
+endpoint's oldest undelivered event) is not counted here: the API reads it when /metrics
+is scraped (see `api.routes.health`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ internal_errors = Counter(
 )
 sweeper_redispatches = Counter(
     "paysys_sweeper_redispatches", "Wake-ups re-sent for operations left pending"
+)
+webhook_attempts = Counter(
+    "paysys_webhook_attempts", "Webhook delivery attempts, by outcome", ["outcome"]
+)
+webhook_given_up = Counter(
+    "paysys_webhook_deliveries_given_up",
+    "Webhook deliveries given up: every attempt failed for the retry window",
 )
 http_requests = Counter(
     "paysys_http_requests", "HTTP requests answered", ["method", "route", "status"]

@@ -41,6 +41,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("paysys", broker=settings.require_redis_url(), set_as_current=False)
     app.conf.update(
         task_default_queue=settings.celery_queue,
+        # Whoever sends it, the webhooks task goes to its own queue.
+        task_routes={WEBHOOKS_TASK: {"queue": webhooks_queue(settings)}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

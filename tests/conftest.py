@@ -1,6 +1,6 @@
 """Fixtures: one fresh database and one private Redis namespace per test run, the real
-`paysys api`, `paysys worker` and `paysys sweeper` as subprocesses, and a new tenant for
-each test."""
+`paysys api`, `paysys worker`, `paysys webhooks` and `paysys sweeper` as subprocesses, and
+a new tenant for each test."""
 
 from __future__ import annotations
 
@@ -55,16 +55,18 @@ class Stack:
         self.api = Service("api", ["api"], self.env, log_dir)
         self.worker = Service("worker", ["worker", "--concurrency", "2"], self.env, log_dir)
         self.sweeper = Service("sweeper", ["sweeper"], self.env, log_dir)
+        self.webhooks = Service("webhooks", ["webhooks"], self.env, log_dir)
 
     @property
     def services(self) -> list[Service]:
-        return [self.api, self.worker, self.sweeper]
+        return [self.api, self.worker, self.sweeper, self.webhooks]
 
     def start(self) -> None:
         for service in self.services:
             service.start()
         wait_ready(self.base_url)
         self.worker.wait_for_log("ready.")
+        self.webhooks.wait_for_log("ready.")
 
     def stop(self) -> None:
         for service in self.services:

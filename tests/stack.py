@@ -61,6 +61,12 @@ class Environment:
             "PAYSYS_AUTH_FAILURE_LIMIT": "100000/second",
             # One metrics directory for the run's processes: the API adds them up.
             "PAYSYS_METRICS_DIR": self.metrics_dir,
+            # Webhook receivers are servers of the test process, on 127.0.0.1; retries
+            # come within seconds, and a hanging receiver is given up on after 2 s.
+            "PAYSYS_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PAYSYS_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+            "PAYSYS_WEBHOOK_RETRY_MAX_INTERVAL_SECONDS": "2",
+            "PAYSYS_WEBHOOK_TIMEOUT_SECONDS": "2",
         }
 
 

@@ -26,14 +26,17 @@ def compose(*args: str) -> dict[str, Any]:
 
 def test_default_services_wait_for_what_they_need() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "sweeper"}
-    for name in ("postgres", "redis", "api", "worker"):
+    assert set(services) == {
+        "postgres", "redis", "migrate", "api", "worker", "webhooks", "sweeper",
+    }  # fmt: skip
+    for name in ("postgres", "redis", "api", "worker", "webhooks"):
         assert services[name].get("healthcheck"), f"{name} has no healthcheck"
-    for name in ("api", "worker", "sweeper"):
+    for name in ("api", "worker", "webhooks", "sweeper"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
     assert services["migrate"]["command"] == ["paysys", "migrate"]
+    assert services["webhooks"]["command"] == ["paysys", "webhooks"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
@@ -44,3 +47,5 @@ def test_monitoring_profile_adds_flower_and_prometheus() -> None:
     assert services["worker"]["environment"]["PAYSYS_WORKER_METRICS_PORT"] == "9101"
     config = (ROOT / "deploy" / "prometheus.yml").read_text()
     assert "api:8000" in config and "worker:9101" in config
+    assert services["webhooks"]["environment"]["PAYSYS_WORKER_METRICS_PORT"] == "9102"
+    assert "webhooks:9102" in config

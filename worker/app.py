@@ -1,6 +1,7 @@
 """The worker's Celery app: the shared broker settings, plus the tasks and process hooks.
 
-Run it with `paysys worker` (or `celery -A worker.app worker`).
+Run it with `paysys worker` (or `celery -A worker.app worker -Q <queue>`); `paysys
+webhooks` runs it on the webhooks' queue.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from celery.signals import worker_process_init
 from shared import db
 from shared.queue import make_celery
 
-# Imported for its tasks: shared tasks, registered on every app as it is finalized.
-from worker import tasks
+# Imported for their tasks: shared tasks, registered on every app as it is finalized. The
+# ledger's worker consumes the drain's queue, `paysys webhooks` the webhooks' queue only.
+from worker import tasks, webhooks  # noqa: F401
 
 app = make_celery()
 

@@ -1,11 +1,13 @@
 """The sweeper: enqueues the release of holds past their expiry, re-sends wake-ups for
-operations left pending, and expires old idempotency keys.
+operations left pending and for webhook deliveries due (or events not yet fanned out), and
+expires old idempotency keys.
 
 A wake-up can be lost (Redis restarted, a worker killed, a publish that failed); the
 operation itself is safe in PostgreSQL. Every `sweeper_interval` seconds the sweeper looks
 for a pending operation older than `sweeper_min_age` seconds and, if there is one, sends a
-drain task. Running more than one sweeper is harmless: a drain with nothing to do does
-nothing.
+drain task; if a webhook delivery is due or an endpoint's fan-out is behind, it rings the
+webhook senders' doorbell (`shared.webhooks.wake`). Running more than one sweeper is
+harmless: a drain with nothing to do does nothing, a ring while one is rung sends nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import threading
 import time
 from types import FrameType
 
+import redis
+
 from shared import metrics
 from shared.db import transaction
 from shared.ledger import sweeps
 from shared.queue import DRAIN_TASK, make_celery
 from shared.settings import get_settings
+from shared.webhooks import repository as webhooks
+from shared.webhooks import wake
 
 log = logging.getLogger("paysys.sweeper")
 
@@ -43,6 +49,9 @@ def run(stop: threading.Event | None = None) -> None:
         signal.signal(signal.SIGINT, _stop)
 
     celery = make_celery(settings)
+    client = redis.Redis.from_url(
+        settings.require_redis_url(), socket_timeout=2, socket_connect_timeout=1
+    )
     next_expiry = 0.0
     log.info(
         "sweeper started: every %.1fs, re-dispatching operations pending for over %.1fs",
@@ -62,6 +71,10 @@ def run(stop: threading.Event | None = None) -> None:
                 celery.send_task(DRAIN_TASK)
                 metrics.sweeper_redispatches.inc()
                 log.info("re-dispatched a drain for operations left pending")
+            with transaction() as cur:
+                deliveries = webhooks.work_waiting(cur)
+            if deliveries:
+                wake.ring(client, settings, celery)
             if time.monotonic() >= next_expiry:
                 with transaction() as cur:
                     expired = sweeps.delete_expired_idempotency_keys(

@@ -12,6 +12,7 @@ from shared.doorbell import DOORBELL_TTL, completions_channel, doorbell_key, eve
 from shared.ledger import service as ledger
 from shared.queue import DRAIN_TASK
 from shared.settings import Settings, get_settings
+from shared.webhooks import wake as webhooks
 
 log = logging.getLogger("paysys.worker")
 
@@ -33,14 +34,24 @@ def reset_redis() -> None:
 
 
 def _publish_completions(result: ledger.DrainResult) -> None:
-    """Tell long polls which operations (and batches) just became final. Best effort."""
+    """Tell long polls which operations (and batches) just became final, and wake the
+    webhook senders if there are events for them. Best effort."""
     keys = [f"o:{operation.id}" for operation, _, _ in result.outcomes]
     keys += [f"b:{batch_id}" for batch_id in result.batch_ids]
     keys += [events_key(tenant) for tenant in result.event_tenants]
+    settings = get_settings()
+    ring = webhooks.subscribed(result.event_tenants)  # new events for a webhook endpoint
     try:
-        redis_client().publish(completions_channel(get_settings()), orjson.dumps(keys))
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.publish(completions_channel(settings), orjson.dumps(keys))
+        if ring:
+            webhooks.queue_ring(pipe, settings)
+        answers = pipe.execute()
     except redis.RedisError as exc:
         log.debug("could not publish completions: %r", exc)
+        return
+    if ring:
+        webhooks.after_ring(answers[-1], redis_client(), settings)
 
 
 # A drain is bounded by drain_max_seconds and its statements by the session's

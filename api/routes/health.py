@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -15,6 +16,9 @@ from shared import metrics
 from shared.asyncdb import Pool
 from shared.operations import repository as operations
 from shared.resources.schemas import Health
+from shared.webhooks.gauges import webhook_gauges
+
+log = logging.getLogger("paysys.api")
 
 router = APIRouter(tags=["health"])
 
@@ -41,6 +45,11 @@ async def backlog_gauges(pool: Pool) -> bytes:
     (see `Resources.gauges`), however often it is scraped."""
     async with pool.acquire() as conn:
         row = await asyncio.wait_for(operations.backlog(conn), READY_TIMEOUT)
+        try:
+            webhooks = await asyncio.wait_for(webhook_gauges(conn), READY_TIMEOUT)
+        except Exception as exc:  # the scrape goes on without them
+            log.debug("could not read the webhook gauges: %r", exc)
+            webhooks = b""
     return (
         "# HELP paysys_operations_pending Operations accepted and not yet applied\n"
         "# TYPE paysys_operations_pending gauge\n"
@@ -48,7 +57,7 @@ async def backlog_gauges(pool: Pool) -> bytes:
         "# HELP paysys_oldest_pending_seconds Age of the oldest pending operation\n"
         "# TYPE paysys_oldest_pending_seconds gauge\n"
         f"paysys_oldest_pending_seconds {row['oldest_seconds']:.3f}\n"
-    ).encode()
+    ).encode() + webhooks
 
 
 @router.get("/healthz", response_model=Health, summary="The process is running")

@@ -9,7 +9,7 @@ import click
 from paysys.cli.admin import api_keys, audit, migrate
 from paysys.cli.replenish_batch import replenish_batch
 from paysys.cli.run import run
-from paysys.cli.services import api, sweeper, worker
+from paysys.cli.services import api, sweeper, webhooks, worker
 from paysys.process_metrics import share_metrics
 from shared.settings import get_settings
 
@@ -21,5 +21,5 @@ def main() -> None:
     share_metrics(get_settings().metrics_dir)
 
 
-for command in (migrate, api, worker, sweeper, run, replenish_batch, api_keys, audit):
+for command in (migrate, api, worker, webhooks, sweeper, run, replenish_batch, api_keys, audit):
     main.add_command(command)

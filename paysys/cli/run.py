@@ -20,7 +20,8 @@ from shared.settings import get_settings
 @click.option("--port", type=int, default=None, help="API port (default 8000).")
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker pool processes.")
 def run(host: str | None, port: int | None, concurrency: int | None) -> None:
-    """Everything on one machine: migrations, API, worker and sweeper. Ctrl-C stops all."""
+    """Everything on one machine: migrations, API, worker, webhooks and sweeper. Ctrl-C
+    stops all."""
     logs.configure("run")
     settings = get_settings()
     host = host or settings.api_host
@@ -42,7 +43,12 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
         _print_dev_key(embedded.root / "dev-api-key")
     try:
         code = supervise(
-            {"api": api_args, "worker": worker_args, "sweeper": ["sweeper"]},
+            {
+                "api": api_args,
+                "worker": worker_args,
+                "webhooks": ["webhooks"],
+                "sweeper": ["sweeper"],
+            },
             grace_seconds=settings.stop_grace_seconds,
         )
     finally:

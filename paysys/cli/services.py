@@ -1,9 +1,10 @@
-"""The long-running services, each started alone: `paysys api`, `worker` and `sweeper`
-(`paysys run` starts all three, see `paysys.cli.run`)."""
+"""The long-running services, each started alone: `paysys api`, `worker`, `webhooks` and
+`sweeper` (`paysys run` starts them all, see `paysys.cli.run`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -105,7 +106,63 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
             "worker",
             f"--loglevel={settings.log_level.upper()}",
             f"--concurrency={concurrency}",
+            # The drains' queue alone: the webhooks' is `paysys webhooks`'s.
+            f"--queues={settings.celery_queue}",
             "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Deliveries sent at once (default PAYSYS_WEBHOOK_CONCURRENCY, 8).",
+)
+@click.option(
+    "--no-restart",
+    is_flag=True,
+    hidden=True,
+    help="Run Celery in this process, without restarting it if it dies.",
+)
+def webhooks(concurrency: int | None, no_restart: bool) -> None:
+    """Run the Celery worker that delivers webhooks (restarted if it ever dies)."""
+    logs.configure("webhooks")
+    # Each attempt is in the delivery log: httpx's line per request (with the address
+    # connected to, not the name) would only repeat it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if concurrency is not None:
+        os.environ["PAYSYS_WEBHOOK_CONCURRENCY"] = str(concurrency)  # for the Celery child
+        get_settings.cache_clear()
+    if not no_restart:
+        use_servers(shared=True)
+        from paysys.process_metrics import serve_metrics
+        from paysys.supervisor import keep_alive
+
+        settings = get_settings()
+        if settings.worker_metrics_port:
+            serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
+        sys.exit(keep_alive(["webhooks", "--no-restart"], "webhooks worker"))
+    settings = get_settings()
+    from shared.queue import webhooks_queue
+    from worker.app import app
+
+    # Threads: the work is waiting on receivers. Sends run on the loop's own
+    # `webhook_concurrency` threads (shared/webhooks/runner.py); Celery's two only run the
+    # loop and take the tasks that poke it.
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level.upper()}",
+            "--pool=threads",
+            "--concurrency=2",
+            f"--queues={webhooks_queue(settings)}",
+            "--hostname=webhooks@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

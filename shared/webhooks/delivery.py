@@ -1,0 +1,174 @@
+"""Deliveries: claimed before they are sent, their outcomes recorded after.
+
+The rules it keeps:
+
+* Nothing is sent unclaimed. A claim (`claim`) counts the attempt and sets the lease
+  (`next_attempt_at` = now + the request's timeout + `LEASE_MARGIN_SECONDS`) and commits
+  before any HTTP: a sender killed mid-request leaves the delivery to be claimed again
+  when its lease ends. At least once, never lost.
+* After attempt n failed, the next comes `base x 2^(n-1)` seconds later, ±20 % (jitter
+  spreads the retries of a receiver that came back), at most
+  `webhook_retry_max_interval_seconds` apart; a delivery whose next attempt would come
+  more than `webhook_retry_hours` after its event was created is given up.
+* Endpoint health: a 2xx clears `failing_since`; a failure sets it if it was clear. An
+  endpoint whose every delivery has failed for over `webhook_disable_after_hours` is
+  disabled, saying why; its deliveries are then retired, never sent.
+* Outcomes of one batch are recorded in one short transaction, endpoints in id order (two
+  senders recording at once never deadlock on them).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared import metrics
+from shared.db import transaction
+from shared.settings import Settings
+from shared.webhooks import repository as repo
+
+log = logging.getLogger("paysys.webhooks")
+
+# A lease outlives the request's own timeout by this much: time to resolve the host, sign,
+# and record the outcome. A sender slower than that only risks a second delivery.
+LEASE_MARGIN_SECONDS = 10.0
+JITTER = 0.2
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery claimed for one attempt, with what sending it needs."""
+
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID
+    attempt: int
+    url: str
+    secret: str
+    failing: bool  # the endpoint was failing when claimed
+    event_type: str
+    event_created_at: datetime
+    data: str  # the event's data, JSON text as stored
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: a status code (None: no answer) and what went wrong."""
+
+    status_code: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code <= 299
+
+
+def lease_seconds(settings: Settings) -> float:
+    return settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+
+
+def retry_delay(attempt: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Seconds from the end of failed attempt `attempt` (1, 2, ...) to the next one."""
+    cap = settings.webhook_retry_max_interval_seconds
+    nominal = settings.webhook_retry_base_seconds * 2.0 ** min(attempt - 1, 62)
+    jitter = (rng or random).uniform(1 - JITTER, 1 + JITTER)
+    return min(cap, min(nominal, cap) * jitter)
+
+
+def claim(
+    settings: Settings,
+    limit: int,
+    busy: dict[uuid.UUID, int],
+    full: Iterable[uuid.UUID] = (),
+) -> list[Claimed]:
+    """Claim up to `limit` due deliveries and commit. `busy`: this process's in-flight
+    count per endpoint, counted against each endpoint's cap; `full`: endpoints at it."""
+    cap = settings.webhook_concurrency
+    with transaction() as cur:
+        rows = repo.claim(
+            cur,
+            limit=limit,
+            lease_seconds=lease_seconds(settings),
+            cap=cap,
+            failing_cap=failing_cap(settings),
+            busy=busy,
+            full=list(full),
+        )
+    if rows and rows[0][10]:
+        log.info("retired %d deliveries of deleted or disabled endpoints", rows[0][10])
+    return [Claimed(*row[:10]) for row in rows]
+
+
+def failing_cap(settings: Settings) -> int:
+    """Sends at once to an endpoint that is failing (a quarter of the senders, at least
+    one): a receiver that hangs holds that many, the others go on."""
+    return max(1, settings.webhook_concurrency // 4)
+
+
+def record(outcomes: list[tuple[Claimed, Outcome]], settings: Settings) -> None:
+    """Record a batch of outcomes, in one transaction; count them once committed."""
+    if not outcomes:
+        return
+    window = settings.webhook_retry_hours * 3600.0
+    after = settings.webhook_disable_after_hours * 3600.0
+    given_up = 0
+    disabled: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+    with transaction() as cur:
+        for claimed, outcome in outcomes:
+            given_up += repo.record(
+                cur,
+                {
+                    "endpoint_id": claimed.endpoint_id,
+                    "event_id": claimed.event_id,
+                    "tenant_id": claimed.tenant_id,
+                    "attempt": claimed.attempt,
+                    "status_code": outcome.status_code,
+                    "error": (outcome.error or "")[:MAX_ERROR_CHARS] or None,
+                    "delivered": outcome.delivered,
+                    "delay": retry_delay(claimed.attempt, settings),
+                    "window": window,
+                },
+            )
+        for endpoint_id, healthy, last_error in _health(outcomes):
+            if healthy:
+                repo.clear_failing(cur, endpoint_id)
+                continue
+            reason = (
+                f"every delivery failed for over {settings.webhook_disable_after_hours:g} "
+                f"hours; last error: {last_error}"
+            )[:MAX_ERROR_CHARS]
+            tenant_id = repo.mark_failing(cur, endpoint_id, after, reason)
+            if tenant_id is not None:
+                disabled.append((endpoint_id, tenant_id, reason))
+    delivered = sum(1 for _, outcome in outcomes if outcome.delivered)
+    metrics.webhook_attempts.labels(outcome="delivered").inc(delivered)
+    metrics.webhook_attempts.labels(outcome="failed").inc(len(outcomes) - delivered)
+    metrics.webhook_given_up.inc(given_up)
+    for endpoint_id, tenant_id, reason in disabled:
+        log.warning(
+            "webhook endpoint %s (tenant %s) disabled: %s",
+            endpoint_id,
+            tenant_id,
+            reason,
+            extra={"endpoint_id": str(endpoint_id), "tenant_id": str(tenant_id)},
+        )
+
+
+def _health(
+    outcomes: list[tuple[Claimed, Outcome]],
+) -> list[tuple[uuid.UUID, bool, str | None]]:
+    """Per endpoint, in id order: did any attempt succeed, and the last error if none."""
+    healthy: dict[uuid.UUID, bool] = {}
+    last_error: dict[uuid.UUID, str | None] = {}
+    for claimed, outcome in outcomes:
+        healthy[claimed.endpoint_id] = healthy.get(claimed.endpoint_id, False) or (
+            outcome.delivered
+        )
+        if not outcome.delivered:
+            last_error[claimed.endpoint_id] = outcome.error
+    return [(e, healthy[e], last_error.get(e)) for e in sorted(healthy)]

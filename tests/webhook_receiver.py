@@ -1,0 +1,143 @@
+"""A webhook receiver in the test process: an HTTP server on 127.0.0.1 that records every
+request, and that each path can be told to answer badly (fail its first N requests, hang,
+redirect, answer a huge body)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Plan:
+    """How a path answers. The first `fail_first` requests get `fail_status`; the rest
+    get `status`, after hanging `hang` seconds (or until the receiver closes), or a
+    redirect, or a body of `huge` bytes."""
+
+    fail_first: int = 0
+    fail_status: int = 500
+    status: int = 200
+    hang: float = 0.0
+    hang_first: int | None = None  # hang only on the first N requests (None: all)
+    redirect_to: str | None = None
+    huge: int = 0
+    seen: int = 0
+    huge_bytes_sent: int = 0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic() when it arrived
+    answered_at: float | None = None
+
+    def json(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.body))
+
+    @property
+    def event_id(self) -> str:
+        return self.headers["paysys-event-id"]
+
+
+@dataclass
+class Receiver:
+    plans: dict[str, Plan] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str, plan: Plan | None = None) -> str:
+        self.plans[path] = plan or Plan()
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length", "0"))
+        body = request.rfile.read(length)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        entry = Received(request.path, headers, body, time.monotonic())
+        with self.lock:
+            self.received.append(entry)
+            plan = self.plans.setdefault(request.path, Plan())
+            plan.seen += 1
+            seen = plan.seen
+        try:
+            self._answer(request, plan, seen)
+        except OSError:
+            pass  # the sender hung up: that is its right
+        entry.answered_at = time.monotonic()
+
+    def _answer(self, request: BaseHTTPRequestHandler, plan: Plan, seen: int) -> None:
+        if seen <= plan.fail_first:
+            request.send_response(plan.fail_status)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        if plan.hang and (plan.hang_first is None or seen <= plan.hang_first):
+            self.released.wait(plan.hang)
+        if plan.redirect_to is not None:
+            request.send_response(302)
+            request.send_header("Location", plan.redirect_to)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        request.send_response(plan.status)
+        if plan.huge:
+            request.send_header("Content-Length", str(plan.huge))
+            request.end_headers()
+            chunk = b"x" * 65536
+            while plan.huge_bytes_sent < plan.huge:
+                request.wfile.write(chunk)
+                plan.huge_bytes_sent += len(chunk)
+            return
+        request.send_header("Content-Length", "2")
+        request.end_headers()
+        request.wfile.write(b"ok")
+
+    def at(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+    def wait_for(
+        self, path: str, condition: Callable[[list[Received]], bool], timeout: float = 30
+    ) -> list[Received]:
+        """The requests to `path` once `condition` holds of them (polled)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.at(path)
+            if condition(got):
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path}: condition not met in {timeout}s; got {len(got)}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()

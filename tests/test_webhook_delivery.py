@@ -14,14 +14,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import psycopg2.extensions
 import pytest
 
 from paysys.client import verify_webhook
 from tests.conftest import Stack, query
 from tests.helpers import Api, new_key
-from tests.webhook_receiver import Plan, Receiver
+from tests.webhook_receiver import (
+    Plan,
+    Receiver,
+    attempts,
+    metric,
+    register,
+    wait_attempts,
+)
 
 BASE = 0.2  # PAYSYS_WEBHOOK_RETRY_BASE_SECONDS in the stack
 MAX_INTERVAL = 2.0
@@ -33,38 +39,6 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
-
-
-def register(api: Api, url: str, types: list[str] | None = None) -> dict[str, Any]:
-    response = api.post("/v1/webhook-endpoints", {"url": url, "event_types": types or ["*"]})
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def attempts(db: psycopg2.extensions.connection, endpoint_id: str) -> list[tuple[Any, ...]]:
-    """(event id, attempt, status code, error, delivered, created_at, next_attempt_at),
-    oldest first."""
-    return query(
-        db,
-        "SELECT event_id::text, attempt, status_code, error, delivered, created_at, "
-        "next_attempt_at FROM webhook_attempt WHERE endpoint_id = %s ORDER BY id",
-        endpoint_id,
-    )
-
-
-def wait_attempts(
-    db: psycopg2.extensions.connection,
-    endpoint_id: str,
-    condition: Any,
-    timeout: float = 30,
-) -> list[tuple[Any, ...]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = attempts(db, endpoint_id)
-        if condition(rows):
-            return rows
-        assert time.monotonic() < deadline, f"attempts never as expected: {rows}"
-        time.sleep(0.05)
 
 
 def feed(api: Api) -> list[dict[str, Any]]:
@@ -202,7 +176,7 @@ def test_given_up_once_the_retry_window_has_passed(
     endpoint = register(api, receiver.url("/down", Plan(fail_first=10**6)), ["account.created"])
     api.create_account("never delivered")
     wait_attempts(db, endpoint["id"], lambda rows: len(rows) >= 1)
-    given_up_before = metric(stack, "paysys_webhook_deliveries_given_up_total")
+    given_up_before = metric(stack.base_url, "paysys_webhook_deliveries_given_up_total")
     # As if the event were 72 hours old (PAYSYS_WEBHOOK_RETRY_HOURS): the next retry
     # would come after the window.
     query(
@@ -221,7 +195,7 @@ def test_given_up_once_the_retry_window_has_passed(
         endpoint["id"],
     )
     assert delivery == (None, True, None, last[1])
-    assert metric(stack, "paysys_webhook_deliveries_given_up_total") > given_up_before
+    assert metric(stack.base_url, "paysys_webhook_deliveries_given_up_total") > given_up_before
     # Nothing more is sent for it: deliveries of a later event come and go meanwhile.
     sentinel = register(api, receiver.url("/sentinel"), ["account.created"])
     api.create_account("after giving up")
@@ -259,7 +233,7 @@ def test_an_endpoint_failing_for_too_long_is_disabled(
         "every delivery failed for over 72 hours; last error: status 500"
     )
     assert "disabled" in stack.webhooks.log() and endpoint["id"] in stack.webhooks.log()
-    assert metric(stack, "paysys_webhook_endpoints_disabled") >= 1
+    assert metric(stack.base_url, "paysys_webhook_endpoints_disabled") >= 1
     # Disabled: its pending retry is retired unsent, and new events are not fanned out.
     deadline = time.monotonic() + 15
     while query(
@@ -336,13 +310,3 @@ def test_one_hanging_receiver_does_not_hold_the_others(
     other_api.create_account("fine")
     receiver.wait_for("/fine", lambda got: len(got) >= 1, timeout=10)
     assert time.monotonic() - started < TIMEOUT + 3
-
-
-def metric(stack: Stack, name: str) -> float:
-    """The sum of a metric's samples on /metrics (0 if absent)."""
-    text = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

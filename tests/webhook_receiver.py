@@ -1,6 +1,7 @@
 """A webhook receiver in the test process: an HTTP server on 127.0.0.1 that records every
 request, and that each path can be told to answer badly (fail its first N requests, hang,
-redirect, answer a huge body)."""
+redirect, answer a huge body); and the helpers of webhook tests (register an endpoint,
+read its attempts, read a metric)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import orjson
+import psycopg2.extensions
+
+from tests.conftest import query
+from tests.helpers import Api
 
 
 @dataclass
@@ -141,3 +147,46 @@ class Receiver:
         self.released.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def register(api: Api, url: str, types: list[str] | None = None) -> dict[str, Any]:
+    response = api.post("/v1/webhook-endpoints", {"url": url, "event_types": types or ["*"]})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def attempts(db: psycopg2.extensions.connection, endpoint_id: str) -> list[tuple[Any, ...]]:
+    """(event id, attempt, status code, error, delivered, created_at, next_attempt_at),
+    oldest first."""
+    return query(
+        db,
+        "SELECT event_id::text, attempt, status_code, error, delivered, created_at, "
+        "next_attempt_at FROM webhook_attempt WHERE endpoint_id = %s ORDER BY id",
+        endpoint_id,
+    )
+
+
+def wait_attempts(
+    db: psycopg2.extensions.connection,
+    endpoint_id: str,
+    condition: Callable[[list[tuple[Any, ...]]], bool],
+    timeout: float = 30,
+) -> list[tuple[Any, ...]]:
+    """The attempts once `condition` holds of them (polled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = attempts(db, endpoint_id)
+        if condition(rows):
+            return rows
+        assert time.monotonic() < deadline, f"attempts never as expected: {rows}"
+        time.sleep(0.05)
+
+
+def metric(base_url: str, name: str) -> float:
+    """The sum of a metric's samples on /metrics (0 if absent)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.db import transaction
+from shared.db import Cursor, transaction
 from shared.webhooks import repository as repo
 
 # Endpoints per round and events per endpoint per round: a round is one short transaction.
@@ -37,25 +37,31 @@ class FanOut:
 def fan_out_round(
     endpoints: int = ENDPOINTS_PER_ROUND, page: int = EVENTS_PER_PAGE, look_waiting: bool = True
 ) -> FanOut:
-    """One transaction: up to `endpoints` endpoints behind, one page of events each."""
-    created = 0
-    more = False
+    """One round in a transaction of its own (the endpoints stay locked until it commits:
+    their deliveries and cursors are written together or not at all)."""
     with transaction() as cur:
-        rows = repo.behind_endpoints(cur, endpoints)
-        for endpoint_id, tenant_id, types, since, cursor_xid, cursor_seq in rows:
-            read, made, last_xid, last_seq, horizon = repo.fan_out_page(
-                cur, endpoint_id, tenant_id, list(types), since, (cursor_xid, cursor_seq), page
-            )
-            created += made
-            if read < page:
-                repo.move_cursor(cur, endpoint_id, (horizon, 0))
-            else:
-                assert last_xid is not None and last_seq is not None
-                repo.move_cursor(cur, endpoint_id, (last_xid, last_seq))
-                more = True
-        more = more or len(rows) == endpoints
-    waiting = False
-    if look_waiting and not more:
+        result = fan_out(cur, endpoints, page)
+    if look_waiting and not result.more:
         with transaction() as cur:
             waiting = repo.any_waiting(cur)
-    return FanOut(endpoints=len(rows), deliveries=created, more=more, waiting=waiting)
+        return FanOut(result.endpoints, result.deliveries, result.more, waiting)
+    return result
+
+
+def fan_out(cur: Cursor, endpoints: int, page: int) -> FanOut:
+    """Up to `endpoints` endpoints that are behind, one page of events each, on `cur`."""
+    created = 0
+    more = False
+    rows = repo.behind_endpoints(cur, endpoints)
+    for endpoint_id, tenant_id, types, since, cursor_xid, cursor_seq in rows:
+        read, made, last_xid, last_seq, horizon = repo.fan_out_page(
+            cur, endpoint_id, tenant_id, list(types), since, (cursor_xid, cursor_seq), page
+        )
+        created += made
+        if read < page:
+            repo.move_cursor(cur, endpoint_id, (horizon, 0))
+        else:
+            assert last_xid is not None and last_seq is not None
+            repo.move_cursor(cur, endpoint_id, (last_xid, last_seq))
+            more = True
+    return FanOut(len(rows), created, more or len(rows) == endpoints)

@@ -7,13 +7,11 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
-from api import errors
+from api import errors, openapi
 from api.backlog import BacklogGate, Every
 from api.doorbell import Doorbell
 from api.hub import CompletionHub
@@ -30,7 +28,6 @@ from api.routes import accounts, batches, events, health, holds, operations, wal
 from api.routes.health import backlog_gauges
 from shared.intake.lanes import WalletLanes
 from shared.queue import make_celery
-from shared.resources.schemas import Problem
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("paysys.api")
@@ -98,9 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="paysys",
-        version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
     app.include_router(health.router)
@@ -117,31 +114,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     return app
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    components = schema.setdefault("components", {})
-    components.setdefault("schemas", {}).update(
-        Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {})
-    )
-    components["schemas"]["Problem"] = {
-        k: v
-        for k, v in Problem.model_json_schema(ref_template="#/components/schemas/{model}").items()
-        if k != "$defs"
-    }
-    components["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: sk_..."}
-    }
-    for path, item in schema.get("paths", {}).items():
-        if path.startswith("/v1"):
-            for operation in item.values():
-                operation["security"] = [{"bearer": []}]
-    app.openapi_schema = schema
-    return schema

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib.metadata import version
 from typing import Any
 
 from api.app import create_app
@@ -63,3 +65,72 @@ def test_money_moving_posts_require_their_key() -> None:
         else:
             [key] = [p for p in op["parameters"] if p["name"] == "Idempotency-Key"]
             assert key["required"] is True, path
+
+
+# The operationIds are what generated clients name their methods: a change here is a
+# change of every such client's API.
+OPERATION_IDS = {
+    ("GET", "/healthz"): "healthz",
+    ("GET", "/readyz"): "readyz",
+    ("GET", "/metrics"): "metrics",
+    ("POST", "/v1/accounts"): "createAccount",
+    ("GET", "/v1/accounts"): "listAccounts",
+    ("GET", "/v1/accounts/{account_id}"): "getAccount",
+    ("GET", "/v1/wallets/{wallet_id}"): "getWallet",
+    ("GET", "/v1/wallets/{wallet_id}/postings"): "listWalletPostings",
+    ("POST", "/v1/wallets/{wallet_id}/replenishments"): "createReplenishment",
+    ("POST", "/v1/wallets/{wallet_id}/withdrawals"): "createWithdrawal",
+    ("POST", "/v1/transfers"): "createTransfer",
+    ("GET", "/v1/operations/{operation_id}"): "getOperation",
+    ("POST", "/v1/operations/{operation_id}/reversals"): "createReversal",
+    ("POST", "/v1/holds"): "createHold",
+    ("GET", "/v1/holds/{hold_id}"): "getHold",
+    ("POST", "/v1/holds/{hold_id}/capture"): "captureHold",
+    ("POST", "/v1/holds/{hold_id}/void"): "voidHold",
+    ("POST", "/v1/replenishment-batches"): "createReplenishmentBatch",
+    ("POST", "/v1/replenishment-batch-validations"): "validateReplenishmentBatch",
+    ("GET", "/v1/replenishment-batches/{batch_id}"): "getReplenishmentBatch",
+    (
+        "GET",
+        "/v1/replenishment-batches/{batch_id}/operations",
+    ): "listReplenishmentBatchOperations",
+    ("GET", "/v1/events"): "listEvents",
+    ("GET", "/v1/events/{event_id}"): "getEvent",
+    ("POST", "/v1/webhook-endpoints"): "createWebhookEndpoint",
+    ("GET", "/v1/webhook-endpoints"): "listWebhookEndpoints",
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): "getWebhookEndpoint",
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): "deleteWebhookEndpoint",
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/enable"): "enableWebhookEndpoint",
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): "listWebhookDeliveries",
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/redeliveries"): "redeliverWebhookEvent",
+}
+
+
+def test_every_operation_has_a_unique_camel_case_operation_id() -> None:
+    ids = [op.get("operationId", "") for _, _, op in operations()]
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z0-9]*)*", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
+def test_operation_ids_stay_what_clients_were_generated_with() -> None:
+    """A route added gets its operationId listed here; one renamed breaks clients."""
+    assert {(m, p): op["operationId"] for m, p, op in operations()} == OPERATION_IDS
+
+
+def test_accepted_answers_say_so_with_a_pending_example() -> None:
+    accepted = [(m, p, op) for m, p, op in operations() if "202" in op["responses"]]
+    assert len(accepted) >= 9
+    for method, path, op in accepted:
+        answer = op["responses"]["202"]
+        assert answer["description"] == "Accepted: recorded, to be applied", (method, path)
+        example = answer["content"]["application/json"]["example"]
+        assert example["status"] == "pending", (method, path)
+        # Every field of the model, and nothing else.
+        model = component(answer["content"]["application/json"]["schema"])
+        assert list(example) == list(model["properties"]), (method, path)
+        if "transaction_id" in example:
+            assert example["transaction_id"] is None and example["completed_at"] is None
+
+
+def test_the_version_is_the_package_version() -> None:
+    assert SCHEMA["info"]["version"] == version("paysys")

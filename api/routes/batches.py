@@ -129,7 +129,7 @@ async def _items(res: Resources, tenant: UUID, raw: list[Any]) -> list[BatchItem
     summary="Top up many wallets at once (1-10,000 items, all or nothing)",
     responses=problem_responses(400, 409, 413, 422, 429),
 )
-async def create_batch(
+async def create_replenishment_batch(
     res: ResourcesDep,
     tenant: TenantDep,
     req_id: RequestIdDep,
@@ -169,7 +169,9 @@ async def create_batch(
     "422 naming every bad item otherwise. Nothing is created.",
     responses=problem_responses(413, 422, 429),
 )
-async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate) -> Response:
+async def validate_replenishment_batch(
+    res: ResourcesDep, tenant: TenantDep, body: BatchCreate
+) -> Response:
     items = await _items(res, tenant, body.items)
     await batches.validate_batch(res.pool, tenant_id=tenant, items=items)
     return Model(BatchValidation.model_construct(valid=True, total=len(items)))
@@ -181,7 +183,7 @@ async def validate_batch(res: ResourcesDep, tenant: TenantDep, body: BatchCreate
     summary="Get a batch and its counts; with ?wait=S, wait up to S seconds for completion",
     responses=problem_responses(404, 422, 429),
 )
-async def get_batch(
+async def get_replenishment_batch(
     res: ResourcesDep, tenant: TenantDep, batch_id: BatchId, wait: Wait = None
 ) -> Response:
     async def fetch() -> Record | None:
@@ -206,7 +208,7 @@ async def get_batch(
     summary="The batch's replenishments, in the batch's order",
     responses=problem_responses(404, 422, 429),
 )
-async def list_batch_operations(
+async def list_replenishment_batch_operations(
     res: ResourcesDep,
     tenant: TenantDep,
     batch_id: BatchId,

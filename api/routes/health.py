@@ -27,6 +27,7 @@ READY_TIMEOUT = 2.0
 
 @router.get(
     "/metrics",
+    name="metrics",
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},

@@ -57,7 +57,7 @@ async def get_wallet(
     summary="The wallet's statement: postings, newest first, with the balance after each",
     responses=problem_responses(404, 422, 429),
 )
-async def list_postings(
+async def list_wallet_postings(
     res: ResourcesDep,
     tenant: TenantDep,
     wallet_id: WalletId,

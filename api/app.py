@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import errors, openapi
+from api import docs, errors, openapi
 from api.backlog import BacklogGate, Every
 from api.doorbell import Doorbell
 from api.hub import CompletionHub
@@ -98,8 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        docs_url=None,  # served by api.docs, with no CDN
+        redoc_url=None,
     )
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(wallets.router)

@@ -4,7 +4,9 @@ every kind: replenishments, transfers, withdrawals, holds that expire within sec
 captures and voids of recent holds, and reversals of recent succeeded operations.
 Afterwards every accepted operation is final, applied exactly once, in order; the ledger
 balances; every hold ended as its operations say; held amounts are the active holds,
-reversed amounts the succeeded reversals.
+reversed amounts the succeeded reversals. A webhook endpoint subscribed to everything
+(its receiver failing one request in seven, its sender killed -9 too) has received every
+event of the tenant at least once: one per final operation.
 
 The test runs its own PostgreSQL cluster and Redis server, so it can stop and kill them
 without disturbing anything else on the machine.
@@ -33,8 +35,10 @@ import pytest
 
 from devtools.processes import children, free_port, run_paysys, wait_ready
 from shared.money import format_cents
+from tests.helpers import Api
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.stack import Service
+from tests.webhook_receiver import Plan, Receiver, register, wait_all_delivered
 
 WALLETS = 60
 HOT = 3  # wallets 0..2 take a large share of the traffic
@@ -44,6 +48,7 @@ ROUNDS = 2  # every fault is injected this many times
 MIN_OPERATIONS = 2000
 REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as a hang
 RECOVERY_DEADLINE = 30.0
+DELIVERY_DEADLINE = 180.0  # every event at its receiver, after the last repair
 HOLD_SECONDS = (1, 5)  # holds expire within seconds: many are released by the sweeper
 RECENT = 200  # captures, voids and reversals name one of the latest holds or operations
 REVERSIBLE = ("replenishment", "transfer", "withdrawal", "capture")
@@ -327,7 +332,7 @@ class Load:
 
 
 class System:
-    """paysys (API, worker, sweeper) on a private PostgreSQL and Redis."""
+    """paysys (API, worker, webhooks, sweeper) on a private PostgreSQL and Redis."""
 
     def __init__(self, log_dir: Path):
         self.pg = PrivatePostgres()
@@ -340,6 +345,7 @@ class System:
         self.api: Service
         self.worker: Service
         self.sweeper: Service
+        self.webhooks: Service
 
     def start(self) -> None:
         self.pg.init()
@@ -355,21 +361,27 @@ class System:
             "PAYSYS_API_PORT": str(self.port),
             "PAYSYS_SWEEPER_INTERVAL": "0.5",
             "PAYSYS_SWEEPER_MIN_AGE": "1",
+            "PAYSYS_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PAYSYS_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+            "PAYSYS_WEBHOOK_RETRY_MAX_INTERVAL_SECONDS": "2",
+            "PAYSYS_WEBHOOK_TIMEOUT_SECONDS": "2",
         }
         assert self.cli("migrate").returncode == 0
         self.api = Service("api", ["api"], self.env, self.log_dir)
         self.worker = Service("worker", ["worker", "--concurrency", "2"], self.env, self.log_dir)
         self.sweeper = Service("sweeper", ["sweeper"], self.env, self.log_dir)
-        for service in (self.api, self.worker, self.sweeper):
+        self.webhooks = Service("webhooks", ["webhooks"], self.env, self.log_dir)
+        for service in (self.api, self.worker, self.sweeper, self.webhooks):
             service.start()
         wait_ready(self.base_url, timeout=60)
         self.worker.wait_for_log("ready.")
+        self.webhooks.wait_for_log("ready.")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_paysys(*args, env={**os.environ, **self.env}, timeout=300)
 
     def stop(self) -> None:
-        for name in ("api", "worker", "sweeper"):
+        for name in ("api", "worker", "sweeper", "webhooks"):
             service = getattr(self, name, None)
             if service is not None:
                 service.stop()
@@ -385,7 +397,7 @@ def system(tmp_path: Path) -> Iterator[System]:
         yield system
     finally:
         system.stop()
-        for name in ("api", "worker", "sweeper"):
+        for name in ("api", "worker", "sweeper", "webhooks"):
             log = tmp_path / f"{name}.log"
             if log.exists() and "Traceback" in log.read_text(errors="replace"):
                 tail = log.read_text(errors="replace")[-4000:]
@@ -486,6 +498,10 @@ def _fund(system: System, api_key: str) -> list[str]:
 
 def test_chaos_keeps_every_guarantee(system: System) -> None:
     api_key = system.cli("api-keys", "create", "chaos").stdout.strip().splitlines()[-1]
+    receiver = Receiver()
+    client = Api(system.base_url, api_key)
+    endpoint = register(client, receiver.url("/chaos", Plan(fail_every=7)))
+    client.close()
     wallets = _fund(system, api_key)
     load = Load(system.base_url, api_key, wallets)
     faults: Counter[str] = Counter()
@@ -536,6 +552,12 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         system.worker.start()
         system.worker.wait_for_log("ready.", timeout=60)
 
+    def kill_webhooks() -> None:
+        system.webhooks.signal_group(signal.SIGKILL)
+        system.webhooks.proc.wait()  # type: ignore[union-attr]
+        system.webhooks.start()
+        system.webhooks.wait_for_log("ready.", timeout=60)
+
     def restart_redis() -> None:
         system.redis.kill()
         system.redis.start()
@@ -565,6 +587,7 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
 
     schedule: list[tuple[str, Callable[[], None]]] = [
         ("worker killed -9 (main and pool)", kill_worker_group),
+        ("webhook senders killed -9", kill_webhooks),
         ("redis restarted, queue lost", restart_redis),
         ("worker pool child killed -9", kill_worker_child),
         ("celery main process killed -9, restarted by paysys", kill_celery_main),
@@ -585,7 +608,7 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         time.sleep(0.5)
     last_repair = time.monotonic()
     load.finish()
-    for service in (system.api, system.worker, system.sweeper):
+    for service in (system.api, system.worker, system.sweeper, system.webhooks):
         assert service.running(), f"{service.name} died:\n{service.log()[-3000:]}"
 
     # --- every accepted operation becomes final, every hold ends, without help ---------
@@ -706,6 +729,29 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
     audit = system.cli("audit")
     assert audit.returncode == 0, audit.stdout
     audit_seconds = time.monotonic() - audit_started
+
+    # --- webhooks: every event of the tenant reached its receiver, at least once ------
+    cur.execute("SELECT id::text FROM tenant WHERE name = 'chaos'")
+    [(tenant,)] = cur.fetchall()
+    cur.execute(
+        "SELECT data->>'id', count(*) FROM event WHERE tenant_id = %s "
+        "AND type IN ('operation.succeeded', 'operation.failed') GROUP BY 1",
+        (tenant,),
+    )
+    operation_events = dict(cur.fetchall())
+    cur.execute(
+        "SELECT id::text FROM operation WHERE tenant_id = %s AND type <> 'expiry'", (tenant,)
+    )
+    final = {row[0] for row in cur.fetchall()}  # all final by now
+    assert operation_events.keys() == final and set(operation_events.values()) == {1}
+    assert {s.operation_id for s in accepted} <= final
+    webhooks = wait_all_delivered(
+        receiver, "/chaos", conn, tenant, endpoint["secret"], DELIVERY_DEADLINE
+    )
+    webhooks["seconds_to_all_delivered_after_last_repair"] = round(
+        time.monotonic() - last_repair, 2
+    )
+    receiver.close()
     conn.close()
 
     # --- what the clients saw ---------------------------------------------------------
@@ -731,6 +777,7 @@ def test_chaos_keeps_every_guarantee(system: System) -> None:
         "longest_recovery_seconds": {k: round(v, 2) for k, v in recoveries.items()},
         "seconds_to_all_final_after_last_repair": round(time_to_final, 2),
         "audit_seconds": round(audit_seconds, 2),
+        "webhooks": webhooks,
         "invariant_violations": 0,
     }
     print("\nCHAOS REPORT " + json.dumps(report, indent=2))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,17 +17,19 @@ import httpx
 import orjson
 import psycopg2.extensions
 
+from paysys.client import verify_webhook
 from tests.conftest import query
 from tests.helpers import Api
 
 
 @dataclass
 class Plan:
-    """How a path answers. The first `fail_first` requests get `fail_status`; the rest
-    get `status`, after hanging `hang` seconds (or until the receiver closes), or a
-    redirect, or a body of `huge` bytes."""
+    """How a path answers. The first `fail_first` requests get `fail_status`, and every
+    `fail_every`-th after them; the rest get `status`, after hanging `hang` seconds (or
+    until the receiver closes), or a redirect, or a body of `huge` bytes."""
 
     fail_first: int = 0
+    fail_every: int = 0
     fail_status: int = 500
     status: int = 200
     hang: float = 0.0
@@ -100,7 +103,7 @@ class Receiver:
         entry.answered_at = time.monotonic()
 
     def _answer(self, request: BaseHTTPRequestHandler, plan: Plan, seen: int) -> None:
-        if seen <= plan.fail_first:
+        if seen <= plan.fail_first or (plan.fail_every and seen % plan.fail_every == 0):
             request.send_response(plan.fail_status)
             request.send_header("Content-Length", "0")
             request.end_headers()
@@ -190,3 +193,40 @@ def metric(base_url: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def wait_all_delivered(
+    receiver: Receiver,
+    path: str,
+    conn: psycopg2.extensions.connection,
+    tenant_id: str,
+    secret: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """Wait until every event of the tenant has reached `path` at least once, as it is in
+    the feed and signed with `secret`; then the figures of it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id::text, type FROM event WHERE tenant_id = %s", (tenant_id,))
+        events = dict(cur.fetchall())
+    started = time.monotonic()
+    while True:
+        got = {r.event_id for r in receiver.at(path) if r.answered_at is not None}
+        missing = events.keys() - got
+        if not missing:
+            break
+        assert time.monotonic() - started < timeout, (
+            f"{len(missing)} of {len(events)} events never delivered, e.g. {sorted(missing)[:3]}"
+        )
+        time.sleep(0.2)
+    received = receiver.at(path)
+    for request in received:
+        event = verify_webhook(request.body, request.headers["paysys-signature"], secret)
+        assert event["id"] == request.event_id and event["type"] == events[event["id"]]
+    return {
+        "events": len(events),
+        "requests": len(received),
+        "events_received_more_than_once": sum(
+            1 for n in Counter(r.event_id for r in received).values() if n > 1
+        ),
+        "seconds_waited_once_all_final_and_checked": round(time.monotonic() - started, 2),
+    }

@@ -17,18 +17,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger("paysys.run")
 
 
-def _spawn(*args: str, own_group: bool = False) -> subprocess.Popen[bytes]:
+def _spawn(
+    *args: str, own_group: bool = False, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "paysys", *args], process_group=0 if own_group else None
+        [sys.executable, "-m", "paysys", *args],
+        process_group=0 if own_group else None,
+        pass_fds=pass_fds,
     )
 
 
-def supervise(children: dict[str, list[str]], grace_seconds: float = 15.0) -> int:
+def supervise(
+    children: dict[str, list[str]],
+    grace_seconds: float = 15.0,
+    *,
+    pass_fds: tuple[int, ...] = (),
+    every_round: Callable[[], None] | None = None,
+) -> int:
+    """Run the children until a signal or the death of one; `pass_fds` are inherited by
+    every child, `every_round` is called between checks (twice a second)."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _: FrameType | None) -> None:
@@ -37,7 +50,9 @@ def supervise(children: dict[str, list[str]], grace_seconds: float = 15.0) -> in
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
 
-    procs = {name: _spawn(*args, own_group=True) for name, args in children.items()}
+    procs = {
+        name: _spawn(*args, own_group=True, pass_fds=pass_fds) for name, args in children.items()
+    }
     exit_code = 0
     try:
         while not stop.is_set():
@@ -48,6 +63,8 @@ def supervise(children: dict[str, list[str]], grace_seconds: float = 15.0) -> in
                     exit_code = 1
                     stop.set()
                     break
+            if every_round is not None and not stop.is_set():
+                every_round()
             stop.wait(0.5)
     finally:
         _stop_all(procs, grace_seconds)
@@ -80,7 +97,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def keep_alive(args: list[str], name: str) -> int:
+def keep_alive(args: list[str], name: str, pass_fds: tuple[int, ...] = ()) -> int:
     """Run `paysys <args>` and start it again whenever it dies on its own.
 
     Celery's worker can exit on an "unrecoverable" error after losing its broker (a race in
@@ -100,7 +117,7 @@ def keep_alive(args: list[str], name: str) -> int:
     backoff = 1.0
     while True:
         started = time.monotonic()
-        child = _spawn(*args)
+        child = _spawn(*args, pass_fds=pass_fds)
         code = child.wait()
         if stop.is_set():
             return code

@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
 
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: readable text on a terminal, one JSON object per line anywhere else.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     # Metrics: a directory shared by the processes of one host (`paysys run` makes one),
     # so that the API's /metrics adds up every process's counters; and the port on which

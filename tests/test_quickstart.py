@@ -124,6 +124,8 @@ class Run:
             cwd=self.folder,
         )
         wait_ready(self.url, timeout=120)
+        # Where things are is printed once the API is ready and the workers consume.
+        eventually(lambda: "paysys is up" in self.output.read_text(), within=60, interval=0.2)
 
     def stop(self, signum: int = signal.SIGINT) -> int:
         assert self.proc is not None

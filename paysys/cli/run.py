@@ -28,6 +28,7 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     port = port or settings.api_port
     # A port in use is said at once, before the slow start-up and its noise.
     embedded = use_servers(owner=True, before_start=lambda: listen(host, port).close())
+    from paysys.readiness import Readiness
     from paysys.supervisor import supervise
     from shared.migrate import upgrade
 
@@ -35,21 +36,25 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     upgrade(settings.sqlalchemy_url)
     metrics_dir = settings.metrics_dir or tempfile.mkdtemp(prefix="paysys-metrics-")
     os.environ["PAYSYS_METRICS_DIR"] = metrics_dir  # the API's /metrics adds up every child
-    api_args = ["api", "--host", host, "--port", str(port)]
-    worker_args = ["worker", "--concurrency", str(concurrency or settings.worker_concurrency)]
-    base = f"http://{host}:{port}"
-    click.echo(f"paysys: API on {base}, docs at {base}/docs; Ctrl-C stops everything")
-    if embedded is not None:
-        _print_dev_key(embedded.root / "dev-api-key")
+    base = f"http://{_reachable(host)}:{port}"
+    dev_key = _dev_key(embedded.root / "dev-api-key") if embedded is not None else None
+    # Where things are is said once they are there: the API ready, the workers consuming.
+    ready = Readiness(base, ["worker", "webhooks"], lambda s: _banner(base, dev_key, s))
+    fd = ["--ready-fd", str(ready.fd)]
     try:
         code = supervise(
             {
-                "api": api_args,
-                "worker": worker_args,
-                "webhooks": ["webhooks"],
+                "api": ["api", "--host", host, "--port", str(port)],
+                "worker": [
+                    *("worker", "--concurrency", str(concurrency or settings.worker_concurrency)),
+                    *fd,
+                ],
+                "webhooks": ["webhooks", *fd],
                 "sweeper": ["sweeper"],
             },
             grace_seconds=settings.stop_grace_seconds,
+            pass_fds=(ready.fd,),
+            every_round=ready.check,
         )
     finally:
         if not settings.metrics_dir:
@@ -57,11 +62,21 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     sys.exit(code)
 
 
-def _print_dev_key(path: Path) -> None:
-    """On the first start in a folder, a key for a tenant "dev" (kept in .paysys/)."""
+def _reachable(host: str) -> str:
+    """The API's address as a URL's host, for this machine to connect to."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 (naming it, not binding it)
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _dev_key(path: Path) -> str:
+    """What to say of the development key: on the first start in a folder, a key for a
+    tenant "dev" is made (and kept in .paysys/, readable by its owner only) and shown;
+    afterwards, where it is."""
     if path.exists():
-        click.echo(f"development API key: in {path}")
-        return
+        return f"in {path} (KEY=$(cat {path}))"
     from paysys.embedded.folder import write_private
     from shared import apikeys
     from shared.db import transaction
@@ -69,4 +84,17 @@ def _print_dev_key(path: Path) -> None:
     with transaction() as cur:
         created = apikeys.create_key(cur, "dev")
     write_private(path, created.key + "\n")
-    click.echo(f"development API key (tenant dev; also in {path}):\n{created.key}")
+    return f"{created.key}  (tenant dev; also in {path})"
+
+
+def _banner(base: str, dev_key: str | None, seconds: float) -> None:
+    lines = [
+        "",
+        f"paysys is up: API on {base} (ready in {seconds:.1f} s)",
+        f"  docs       {base}/docs (or {base}/redoc)",
+        f"  console    {base}/console",
+    ]
+    if dev_key is not None:
+        lines.append(f"  dev key    {dev_key}")
+    lines += ["Ctrl-C stops everything.", ""]
+    click.echo("\n".join(lines))

@@ -20,6 +20,38 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+READY_FD = click.option(
+    "--ready-fd",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Write this worker's name on this file descriptor once it is ready (paysys run).",
+)
+
+
+def _ready_args(ready_fd: int | None) -> list[str]:
+    return [] if ready_fd is None else ["--ready-fd", str(ready_fd)]
+
+
+def _fds(ready_fd: int | None) -> tuple[int, ...]:
+    return () if ready_fd is None else (ready_fd,)
+
+
+def _quiet_celery(name: str, ready_fd: int | None) -> None:
+    """Before a Celery worker starts in this process: no warning about running as root
+    (paysys's Celery takes JSON only, never pickle, which is what makes root dangerous:
+    Celery itself refuses root with pickle), and the readiness said on `ready_fd`."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    if ready_fd is not None:
+        from paysys.readiness import tell_when_ready
+
+        tell_when_ready(ready_fd, name)
+
+
 @click.command()
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
@@ -47,9 +79,9 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         host=host,
         port=port,
         workers=workers or settings.api_workers,
-        log_level=settings.log_level.lower(),
+        log_level=None,  # uvicorn's loggers' levels are paysys's (`paysys.logs`)
         access_log=False,  # the API logs each request itself, with its request id
-        log_config=None,  # uvicorn's loggers go through paysys's (JSON) handler
+        log_config=None,  # uvicorn's loggers go through paysys's handler (paysys.logs)
         timeout_graceful_shutdown=10,
         # X-Forwarded-For only from proxies the operator named: uvicorn's default would
         # believe any local process, which could then pose as any client address.
@@ -81,7 +113,8 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     hidden=True,
     help="Run Celery in this process, without restarting it if it dies.",
 )
-def worker(concurrency: int | None, no_restart: bool) -> None:
+@READY_FD
+def worker(concurrency: int | None, no_restart: bool, ready_fd: int | None) -> None:
     """Run a Celery worker that applies operations (restarted if it ever dies)."""
     logs.configure("worker")
     if not no_restart:
@@ -94,15 +127,14 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
 
         if settings.worker_metrics_port:
             serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
-        sys.exit(
-            keep_alive(
-                ["worker", "--concurrency", str(concurrency), "--no-restart"], "celery worker"
-            )
-        )
+        args = ["worker", "--concurrency", str(concurrency), "--no-restart"]
+        sys.exit(keep_alive(args + _ready_args(ready_fd), "celery worker", _fds(ready_fd)))
     from worker.app import app
 
+    _quiet_celery("worker", ready_fd)
     app.worker_main(
         [
+            "--quiet",  # no banner: what it says is in the configuration
             "worker",
             f"--loglevel={settings.log_level.upper()}",
             f"--concurrency={concurrency}",
@@ -130,7 +162,8 @@ def worker(concurrency: int | None, no_restart: bool) -> None:
     hidden=True,
     help="Run Celery in this process, without restarting it if it dies.",
 )
-def webhooks(concurrency: int | None, no_restart: bool) -> None:
+@READY_FD
+def webhooks(concurrency: int | None, no_restart: bool, ready_fd: int | None) -> None:
     """Run the Celery worker that delivers webhooks (restarted if it ever dies)."""
     logs.configure("webhooks")
     # Each attempt is in the delivery log: httpx's line per request (with the address
@@ -147,16 +180,19 @@ def webhooks(concurrency: int | None, no_restart: bool) -> None:
         settings = get_settings()
         if settings.worker_metrics_port:
             serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
-        sys.exit(keep_alive(["webhooks", "--no-restart"], "webhooks worker"))
+        args = ["webhooks", "--no-restart", *_ready_args(ready_fd)]
+        sys.exit(keep_alive(args, "webhooks worker", _fds(ready_fd)))
     settings = get_settings()
     from shared.queue import webhooks_queue
     from worker.app import app
 
+    _quiet_celery("webhooks", ready_fd)
     # Threads: the work is waiting on receivers. Sends run on the loop's own
     # `webhook_concurrency` threads (shared/webhooks/runner.py); Celery's two only run the
     # loop and take the tasks that poke it.
     app.worker_main(
         [
+            "--quiet",
             "worker",
             f"--loglevel={settings.log_level.upper()}",
             "--pool=threads",

@@ -47,9 +47,12 @@ class Readiness:
         if self.done:
             return
         self._hear()
-        if not self.api_ready:
+        # The API is asked once the workers are up (they start in about the same time):
+        # each probe before its start would wait in the socket's backlog, and be answered
+        # and logged later, for nobody.
+        if not self.api_ready and not self.waiting:
             try:
-                self.api_ready = httpx.get(self.url, timeout=2).status_code == 200
+                self.api_ready = httpx.get(self.url, timeout=5).status_code == 200
             except httpx.HTTPError:
                 pass
         waited = time.monotonic() - self.started

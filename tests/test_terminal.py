@@ -136,13 +136,15 @@ def readyz() -> Iterator[str]:
 def test_readiness_waits_for_the_api_and_every_worker(readyz: str) -> None:
     announced: list[float] = []
     ready = Readiness(readyz, ["worker", "webhooks"], announced.append)
-    Probe.status = 503
+    Probe.status = 200
     os.write(ready.fd, b"worker\nwebho")  # a name may come in pieces
     ready.check()
-    Probe.status = 200
-    ready.check()
     assert announced == []  # the webhooks worker has not said it is ready
+    Probe.status = 503
     os.write(ready.fd, b"oks\n")
+    ready.check()
+    assert announced == []  # the API is not ready
+    Probe.status = 200
     ready.check()
     ready.check()
     assert len(announced) == 1

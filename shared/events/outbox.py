@@ -6,9 +6,10 @@ that change, after the change and before its commit, in the order the changes we
 There is no event without its change and no change without its event: one commits with
 the other or neither does.
 
-Each event carries its resource as the API renders it at that moment (`shared.resources`),
-read back from the rows the drain has just written, so an event and a `GET` of the same
-moment are the same document.
+Each event carries its resource as the API renders it at that moment (`shared.resources`):
+an operation from what the drain read and decided (no second read: it is the apply path),
+a hold or a batch read back from the rows just written; so an event and a `GET` of the
+same moment are the same document (`tests/test_events.py` holds them to it).
 
 Feed order (see the migration 0004): the events of a drain get its feed key, `event_xid`,
 which is at least its transaction's id and later than the key of any drain that locked one
@@ -27,18 +28,18 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.db import Cursor
 from shared.events import BATCH_COMPLETED, HOLD_EXPIRED, OPERATION_FAILED, OPERATION_SUCCEEDED
 from shared.ids import uuid7
+from shared.ledger.repository import OutcomeRow
 from shared.operations import KINDS
 from shared.operations.expiry import EXPIRY
 from shared.operations.kind import PendingOperation
-from shared.operations.repository import BATCH_COLUMNS, OPERATION_COLUMNS, OPERATION_FROM
+from shared.operations.repository import BATCH_COLUMNS
 from shared.resources import serialize
-
-OPERATIONS = f"SELECT {OPERATION_COLUMNS} FROM {OPERATION_FROM} WHERE o.id = ANY(%(ids)s::uuid[])"
 
 HOLDS = """
 SELECT o.id, o.status AS operation_status, o.from_wallet_id, o.to_wallet_id, o.amount,
@@ -76,24 +77,56 @@ def _json(model: Any) -> bytes:
     return bytes(model.__pydantic_serializer__.to_json(model))
 
 
+def operation_row(
+    op: PendingOperation,
+    outcome: OutcomeRow,
+    transaction_id: uuid.UUID | None,
+    completed_at: datetime,
+) -> dict[str, Any]:
+    """An operation as the drain has just completed it, as `serialize.operation` reads it.
+    It was pending until now, so nothing has reversed any of it yet."""
+    _, status, error_code, error_message = outcome
+    return {
+        "id": op.id,
+        "type": op.type,
+        "status": status,
+        "amount": op.amount,
+        "currency": op.currency,
+        "wallet_id": op.wallet_id,
+        "from_wallet_id": op.from_wallet_id,
+        "to_wallet_id": op.to_wallet_id,
+        "reference": op.reference,
+        "batch_id": op.batch_id,
+        "transaction_id": transaction_id,
+        "hold_id": op.hold_id,
+        "reverses_operation_id": op.reverses_operation_id,
+        "reversed_amount": 0,
+        "error_code": error_code,
+        "error_message": error_message,
+        "created_at": op.created_at,
+        "completed_at": completed_at,
+    }
+
+
 def drain_events(
     cur: Cursor,
-    outcomes: Iterable[tuple[PendingOperation, str]],
+    operations: Sequence[PendingOperation],
+    outcomes: Sequence[OutcomeRow],
+    transactions: Iterable[tuple[uuid.UUID, uuid.UUID, str]],
+    completed_at: datetime,
     batch_ids: set[uuid.UUID],
 ) -> list[Event]:
-    """The events of a drain's outcomes (operation, status), in the order given."""
-    outcomes = list(outcomes)
-    shown = [op.id for op, _ in outcomes if not KINDS[op.type].internal]
-    operations = _rows(cur, OPERATIONS, shown) if shown else {}
-    expired = [
-        op.hold_id for op, status in outcomes if op.type == EXPIRY.name and status == "succeeded"
-    ]
-    holds = _rows(cur, HOLDS, [h for h in expired if h is not None]) if expired else {}
+    """The events of a drain: its operations and their outcomes (in the order applied),
+    the ledger transactions it wrote, its time, and the batches it touched."""
+    transaction_of = {operation_id: tx_id for tx_id, operation_id, _ in transactions}
+    expired = [op.hold_id for op in operations if op.type == EXPIRY.name and op.hold_id]
+    holds = _rows(cur, HOLDS, expired) if expired else {}
     events: list[Event] = []
-    for op, status in outcomes:
-        if op.id in operations:
-            kind = OPERATION_SUCCEEDED if status == "succeeded" else OPERATION_FAILED
-            events.append((op.tenant_id, kind, _json(serialize.operation(operations[op.id]))))
+    for op, outcome in zip(operations, outcomes, strict=True):
+        if not KINDS[op.type].internal:
+            row = operation_row(op, outcome, transaction_of.get(op.id), completed_at)
+            kind = OPERATION_SUCCEEDED if outcome[1] == "succeeded" else OPERATION_FAILED
+            events.append((op.tenant_id, kind, _json(serialize.operation(row))))
         elif op.type == EXPIRY.name and op.hold_id in holds:
             # An expiry that found its hold captured or voided meanwhile changed nothing;
             # one hold has one expiry (`uq_operation_expiry_hold_id`), so an expired hold

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.db import Cursor
 from shared.operations.kind import PendingOperation
@@ -122,7 +123,7 @@ def claim_wallets(cur: Cursor, budget: int) -> dict[uuid.UUID, int]:
 PENDING_OPERATIONS = """
 SELECT o.id, o.type, o.amount, o.wallet_id, o.from_wallet_id, o.to_wallet_id, o.batch_id,
        o.queue_wallet_id, o.seq, o.created_at, o.tenant_id, o.request_id, o.hold_id,
-       o.reverses_operation_id, o.expires_at
+       o.reverses_operation_id, o.expires_at, o.currency, o.reference
 FROM unnest(%(wallets)s::uuid[], %(taken)s::int[]) AS claimed (wallet_id, taken)
 CROSS JOIN LATERAL (
     SELECT * FROM operation
@@ -252,15 +253,17 @@ def mark_wallets(cur: Cursor, ids: list[uuid.UUID], event_xid: int) -> None:
 
 
 # The drain's feed key: its transaction's id (assigned by the row locks it took), or
-# later than the key of any drain that locked one of its wallets before.
-CURRENT_XID = "SELECT pg_current_xact_id()::text::bigint"
+# later than the key of any drain that locked one of its wallets before. And the
+# transaction's time, which its operations' `completed_at` will be.
+CURRENT_XID = "SELECT pg_current_xact_id()::text::bigint, now()"
 
 
-def event_key(cur: Cursor, wallets: list[WalletState]) -> int:
+def event_key(cur: Cursor, wallets: list[WalletState]) -> tuple[int, datetime]:
     cur.execute(CURRENT_XID)
     row = cur.fetchone()
     assert row is not None
-    return max([int(row[0])] + [w.event_xid for w in wallets if w.event_xid is not None])
+    key = max([int(row[0])] + [w.event_xid for w in wallets if w.event_xid is not None])
+    return key, row[1]
 
 
 OutcomeRow = tuple[uuid.UUID, str, str | None, str | None]

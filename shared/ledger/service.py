@@ -128,13 +128,9 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     )
     holds = named.lock_holds(cur, hold_ids) if hold_ids else []
     reversed_operations = named.lock_reversed(cur, reversed_ids) if reversed_ids else []
+    event_xid, now = repo.event_key(cur, list(wallets.values()))
     locked = Locked(
-        operations,
-        list(wallets.values()),
-        funding,
-        holds,
-        reversed_operations,
-        repo.event_key(cur, list(wallets.values())),
+        operations, list(wallets.values()), funding, holds, reversed_operations, event_xid
     )
 
     # The claims and locks above outlive a rollback to this savepoint.
@@ -158,7 +154,7 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     if untouched:
         repo.mark_wallets(cur, untouched, locked.event_xid)
     events = outbox.drain_events(
-        cur, ((op, status) for op, status, _ in result.outcomes), result.batch_ids
+        cur, operations, book.outcomes, book.transactions, now, result.batch_ids
     )
     outbox.insert_events(cur, events, locked.event_xid)
     result.event_tenants = {tenant for tenant, _, _ in events}

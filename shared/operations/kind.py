@@ -111,6 +111,9 @@ class PendingOperation:
     hold_id: uuid.UUID | None = None
     reverses_operation_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    # For its event (`shared/events/outbox.py`): the operation as the API shows it.
+    currency: str = "USD"
+    reference: str | None = None
 
 
 @dataclass(slots=True)

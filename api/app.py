@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import docs, errors, openapi
+from api import console, docs, errors, openapi
 from api.backlog import BacklogGate, Every
 from api.doorbell import Doorbell
 from api.hub import CompletionHub
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(events.router)
     app.include_router(webhooks.router)
+    app.include_router(console.router)  # /console: HTML, outside /v1 and the schema
     # Added last = runs first: metrics (times everything), request id, body size, then
     # authentication and the rate limit.
     app.add_middleware(AuthMiddleware)

@@ -2,10 +2,11 @@
 
 The rules it keeps:
 
-* Nothing is sent unclaimed. A claim (`claim`) counts the attempt and sets the lease
-  (`next_attempt_at` = now + the request's timeout + `LEASE_MARGIN_SECONDS`) and commits
-  before any HTTP: a sender killed mid-request leaves the delivery to be claimed again
-  when its lease ends. At least once, never lost.
+* Nothing is sent unclaimed. A claim (`settle`) counts the attempt and sets the lease
+  (`next_attempt_at` = now + twice the request's timeout + `LEASE_MARGIN_SECONDS`: it may
+  wait behind one attempt, then make its own) and commits before any HTTP: a sender
+  killed mid-request leaves the delivery to be claimed again when its lease ends. At
+  least once, never lost.
 * After attempt n failed, the next comes `base x 2^(n-1)` seconds later, ±20 % (jitter
   spreads the retries of a receiver that came back), at most
   `webhook_retry_max_interval_seconds` apart; a delivery whose next attempt would come
@@ -13,8 +14,8 @@ The rules it keeps:
 * Endpoint health: a 2xx clears `failing_since`; a failure sets it if it was clear. An
   endpoint whose every delivery has failed for over `webhook_disable_after_hours` is
   disabled, saying why; its deliveries are then retired, never sent.
-* Outcomes of one batch are recorded in one short transaction, endpoints in id order (two
-  senders recording at once never deadlock on them).
+* Outcomes of one batch are recorded in one short transaction (with the next claims),
+  endpoints in id order (two senders recording at once never deadlock on them).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared import metrics
-from shared.db import transaction
+from shared.db import Cursor, transaction
 from shared.settings import Settings
 from shared.webhooks import repository as repo
 
@@ -68,8 +70,15 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code <= 299
 
 
+def capacity(settings: Settings) -> int:
+    """Deliveries a process holds claimed at once: one sending and one queued behind it per
+    thread, so that no thread waits for the loop's next claim."""
+    return 2 * settings.webhook_concurrency
+
+
 def lease_seconds(settings: Settings) -> float:
-    return settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+    """A claimed delivery may wait behind one attempt, then make its own."""
+    return 2 * settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
 
 
 def retry_delay(attempt: int, settings: Settings, rng: random.Random | None = None) -> float:
@@ -80,71 +89,24 @@ def retry_delay(attempt: int, settings: Settings, rng: random.Random | None = No
     return min(cap, min(nominal, cap) * jitter)
 
 
-def claim(
+def settle(
+    outcomes: list[tuple[Claimed, Outcome]],
+    released: list[Claimed],
     settings: Settings,
     limit: int,
     busy: dict[uuid.UUID, int],
     full: Iterable[uuid.UUID] = (),
 ) -> list[Claimed]:
-    """Claim up to `limit` due deliveries and commit. `busy`: this process's in-flight
-    count per endpoint, counted against each endpoint's cap; `full`: endpoints at it."""
-    cap = settings.webhook_concurrency
+    """Record finished attempts, give back claimed deliveries that were not sent
+    (`released`), and claim up to `limit` due deliveries, in one short transaction (the
+    one round of the loop that writes: fewer commits per delivery), committed before any of
+    the claimed is sent. `busy`: this process's claimed deliveries per endpoint, counted
+    against each endpoint's cap; `full`: endpoints at their cap."""
     with transaction() as cur:
-        rows = repo.claim(
-            cur,
-            limit=limit,
-            lease_seconds=lease_seconds(settings),
-            cap=cap,
-            failing_cap=failing_cap(settings),
-            busy=busy,
-            full=list(full),
-        )
-    if rows and rows[0][10]:
-        log.info("retired %d deliveries of deleted or disabled endpoints", rows[0][10])
-    return [Claimed(*row[:10]) for row in rows]
-
-
-def failing_cap(settings: Settings) -> int:
-    """Sends at once to an endpoint that is failing (a quarter of the senders, at least
-    one): a receiver that hangs holds that many, the others go on."""
-    return max(1, settings.webhook_concurrency // 4)
-
-
-def record(outcomes: list[tuple[Claimed, Outcome]], settings: Settings) -> None:
-    """Record a batch of outcomes, in one transaction; count them once committed."""
-    if not outcomes:
-        return
-    window = settings.webhook_retry_hours * 3600.0
-    after = settings.webhook_disable_after_hours * 3600.0
-    given_up = 0
-    disabled: list[tuple[uuid.UUID, uuid.UUID, str]] = []
-    with transaction() as cur:
-        for claimed, outcome in outcomes:
-            given_up += repo.record(
-                cur,
-                {
-                    "endpoint_id": claimed.endpoint_id,
-                    "event_id": claimed.event_id,
-                    "tenant_id": claimed.tenant_id,
-                    "attempt": claimed.attempt,
-                    "status_code": outcome.status_code,
-                    "error": (outcome.error or "")[:MAX_ERROR_CHARS] or None,
-                    "delivered": outcome.delivered,
-                    "delay": retry_delay(claimed.attempt, settings),
-                    "window": window,
-                },
-            )
-        for endpoint_id, healthy, last_error in _health(outcomes):
-            if healthy:
-                repo.clear_failing(cur, endpoint_id)
-                continue
-            reason = (
-                f"every delivery failed for over {settings.webhook_disable_after_hours:g} "
-                f"hours; last error: {last_error}"
-            )[:MAX_ERROR_CHARS]
-            tenant_id = repo.mark_failing(cur, endpoint_id, after, reason)
-            if tenant_id is not None:
-                disabled.append((endpoint_id, tenant_id, reason))
+        if released:
+            repo.release(cur, [(c.endpoint_id, c.event_id, c.attempt) for c in released])
+        given_up, disabled = _record(cur, outcomes, settings) if outcomes else (0, [])
+        rows = _claim(cur, settings, limit, busy, full) if limit > 0 else []
     delivered = sum(1 for _, outcome in outcomes if outcome.delivered)
     metrics.webhook_attempts.labels(outcome="delivered").inc(delivered)
     metrics.webhook_attempts.labels(outcome="failed").inc(len(outcomes) - delivered)
@@ -157,18 +119,76 @@ def record(outcomes: list[tuple[Claimed, Outcome]], settings: Settings) -> None:
             reason,
             extra={"endpoint_id": str(endpoint_id), "tenant_id": str(tenant_id)},
         )
+    if rows and rows[0][10]:
+        log.info("retired %d deliveries of deleted or disabled endpoints", rows[0][10])
+    return [Claimed(*row[:10]) for row in rows]
 
 
-def _health(
-    outcomes: list[tuple[Claimed, Outcome]],
-) -> list[tuple[uuid.UUID, bool, str | None]]:
-    """Per endpoint, in id order: did any attempt succeed, and the last error if none."""
-    healthy: dict[uuid.UUID, bool] = {}
+def failing_cap(settings: Settings) -> int:
+    """Sends at once to an endpoint that is failing (a quarter of the senders, at least
+    one): a receiver that hangs holds that many, the others go on."""
+    return max(1, settings.webhook_concurrency // 4)
+
+
+def _claim(
+    cur: Cursor,
+    settings: Settings,
+    limit: int,
+    busy: dict[uuid.UUID, int],
+    full: Iterable[uuid.UUID],
+) -> list[tuple[Any, ...]]:
+    return repo.claim(
+        cur,
+        limit=limit,
+        lease_seconds=lease_seconds(settings),
+        cap=capacity(settings),
+        failing_cap=failing_cap(settings),
+        busy=busy,
+        full=list(full),
+    )
+
+
+def _record(
+    cur: Cursor, outcomes: list[tuple[Claimed, Outcome]], settings: Settings
+) -> tuple[int, list[tuple[uuid.UUID, uuid.UUID, str]]]:
+    """Log each attempt and move its delivery on; then each endpoint's health, in id
+    order. How many deliveries were given up, and the endpoints disabled."""
+    after = settings.webhook_disable_after_hours * 3600.0
+    disabled: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+    given_up = repo.record(
+        cur,
+        [
+            {
+                "endpoint_id": claimed.endpoint_id,
+                "event_id": claimed.event_id,
+                "tenant_id": claimed.tenant_id,
+                "attempt": claimed.attempt,
+                "status_code": outcome.status_code,
+                "error": (outcome.error or "")[:MAX_ERROR_CHARS] or None,
+                "delivered": outcome.delivered,
+                "delay": retry_delay(claimed.attempt, settings),
+            }
+            for claimed, outcome in outcomes
+        ],
+        settings.webhook_retry_hours * 3600.0,
+    )
+    for endpoint_id, last_error in _failing_only(outcomes):
+        reason = (
+            f"every delivery failed for over {settings.webhook_disable_after_hours:g} "
+            f"hours; last error: {last_error}"
+        )[:MAX_ERROR_CHARS]
+        tenant_id = repo.mark_failing(cur, endpoint_id, after, reason)
+        if tenant_id is not None:
+            disabled.append((endpoint_id, tenant_id, reason))
+    return given_up, disabled
+
+
+def _failing_only(outcomes: list[tuple[Claimed, Outcome]]) -> list[tuple[uuid.UUID, str | None]]:
+    """The endpoints none of whose attempts succeeded, in id order, with their last error
+    (those with a 2xx were made healthy by `repo.record`)."""
+    healthy = {claimed.endpoint_id for claimed, outcome in outcomes if outcome.delivered}
     last_error: dict[uuid.UUID, str | None] = {}
     for claimed, outcome in outcomes:
-        healthy[claimed.endpoint_id] = healthy.get(claimed.endpoint_id, False) or (
-            outcome.delivered
-        )
-        if not outcome.delivered:
+        if claimed.endpoint_id not in healthy:
             last_error[claimed.endpoint_id] = outcome.error
-    return [(e, healthy[e], last_error.get(e)) for e in sorted(healthy)]
+    return sorted(last_error.items())

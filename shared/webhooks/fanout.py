@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.db import Cursor, transaction
-from shared.webhooks import repository as repo
+from shared.webhooks import fanout_repository as repo
 
 # Endpoints per round and events per endpoint per round: a round is one short transaction.
 ENDPOINTS_PER_ROUND = 50

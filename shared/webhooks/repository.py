@@ -1,13 +1,9 @@
-"""The statements of webhook deliveries (psycopg2, bound parameters only): fan-out, claims,
-outcomes, endpoint health, and the sweeper's and /metrics' looks.
+"""The statements of webhook deliveries (psycopg2, bound parameters only): claims,
+outcomes, endpoint health, and the sweeper's look (fan-out's are in
+`shared.webhooks.fanout_repository`).
 
 The rules they keep:
 
-* Fan-out reads a tenant's feed as `GET /v1/events` does: in `(xid, seq)` order, and only
-  events whose key is below the snapshot's xmin (no transaction that could still add an
-  event before them is running). An endpoint's cursor only moves past such events, so
-  none is ever skipped; the endpoint row is locked while it moves (`SKIP LOCKED`: fan-outs
-  running at once share the endpoints).
 * A delivery is sent only once claimed: `attempts` counts it and `next_attempt_at` becomes
   the end of its lease, committed before any HTTP. A sender that dies leaves it due again
   when the lease ends (at least once). Deliveries of a deleted or disabled endpoint are
@@ -19,116 +15,12 @@ The rules they keep:
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine, event
+
 from shared.db import Cursor
-
-# The feed's horizon, in the statement's own snapshot: keys below it are final.
-HORIZON = "pg_snapshot_xmin(pg_current_snapshot())"
-
-# Live endpoints with final events past their cursor, locked, skipping those another
-# fan-out holds. One index probe per live endpoint (`ix_event_tenant_id_xid_seq`).
-BEHIND_ENDPOINTS = f"""
-SELECT e.id, e.tenant_id, e.event_types, e.created_at, e.fanout_xid::text, e.fanout_seq
-FROM webhook_endpoint e
-WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL
-  AND EXISTS (SELECT 1 FROM event v
-              WHERE v.tenant_id = e.tenant_id
-                AND (v.xid, v.seq) > (e.fanout_xid, e.fanout_seq)
-                AND v.xid < {HORIZON})
-ORDER BY e.fanout_xid
-LIMIT %(limit)s
-FOR UPDATE OF e SKIP LOCKED
-"""
-
-# One page of an endpoint's feed turned into deliveries (of the types it subscribed to,
-# created since it was registered: its cursor starts at the horizon of its registration,
-# which a transaction still running then may hold back), with where the page ended and
-# the horizon it was read under.
-FAN_OUT_PAGE = f"""
-WITH page AS MATERIALIZED (
-    SELECT id, xid, seq, type, created_at FROM event
-    WHERE tenant_id = %(tenant_id)s
-      AND (xid, seq) > (%(xid)s::xid8, %(seq)s)
-      AND xid < {HORIZON}
-    ORDER BY xid, seq
-    LIMIT %(limit)s
-), created AS (
-    INSERT INTO webhook_delivery
-        (endpoint_id, event_id, tenant_id, next_attempt_at, event_created_at)
-    SELECT %(endpoint_id)s, id, %(tenant_id)s, now(), created_at FROM page
-    WHERE (type = ANY (%(types)s::text[]) OR '*' = ANY (%(types)s::text[]))
-      AND created_at >= %(since)s
-    ORDER BY xid, seq
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-), last AS (
-    SELECT xid, seq FROM page ORDER BY xid DESC, seq DESC LIMIT 1
-)
-SELECT (SELECT count(*) FROM page), (SELECT count(*) FROM created),
-       (SELECT xid::text FROM last), (SELECT seq FROM last), {HORIZON}::text
-"""
-
-MOVE_CURSOR = """
-UPDATE webhook_endpoint SET fanout_xid = %(xid)s::xid8, fanout_seq = %(seq)s
-WHERE id = %(endpoint_id)s
-"""
-
-# Live endpoints with events past their cursor that are not final yet (a transaction
-# older than them still runs): fan-out will have work once it ends.
-WAITING_ENDPOINTS = """
-SELECT EXISTS (
-    SELECT 1 FROM webhook_endpoint e
-    WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL
-      AND EXISTS (SELECT 1 FROM event v
-                  WHERE v.tenant_id = e.tenant_id
-                    AND (v.xid, v.seq) > (e.fanout_xid, e.fanout_seq))
-)
-"""
-
-
-def behind_endpoints(cur: Cursor, limit: int) -> list[tuple[Any, ...]]:
-    cur.execute(BEHIND_ENDPOINTS, {"limit": limit})
-    return list(cur.fetchall())
-
-
-def fan_out_page(
-    cur: Cursor,
-    endpoint_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    types: list[str],
-    since: datetime,
-    cursor: tuple[str, int],
-    limit: int,
-) -> tuple[int, int, str | None, int | None, str]:
-    """(events read, deliveries created, last key read, its seq, horizon)."""
-    cur.execute(
-        FAN_OUT_PAGE,
-        {
-            "endpoint_id": endpoint_id,
-            "tenant_id": tenant_id,
-            "types": types,
-            "since": since,
-            "xid": cursor[0],
-            "seq": cursor[1],
-            "limit": limit,
-        },
-    )
-    row = cur.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), row[2], row[3], row[4]
-
-
-def move_cursor(cur: Cursor, endpoint_id: uuid.UUID, cursor: tuple[str, int]) -> None:
-    cur.execute(MOVE_CURSOR, {"endpoint_id": endpoint_id, "xid": cursor[0], "seq": cursor[1]})
-
-
-def any_waiting(cur: Cursor) -> bool:
-    cur.execute(WAITING_ENDPOINTS)
-    row = cur.fetchone()
-    return bool(row and row[0])
-
+from shared.webhooks.fanout_repository import HORIZON
 
 # Due deliveries, soonest first, at most `cap` per endpoint counting those this process
 # already has in flight (`busy_ids`/`busy_counts`), fewer for an endpoint that is failing:
@@ -203,48 +95,103 @@ def claim(
     return list(cur.fetchall())
 
 
-# An attempt's outcome: logged, and the delivery moved on (delivered; or its next attempt
-# `delay` seconds from now; or given up when that would come after the event's retry
-# window). A failure moves it only if it was not claimed again since (its lease ended
-# while this sender was still at it): that later attempt decides.
+# Attempts' outcomes, a batch in one statement: each logged, and its delivery moved on
+# (delivered; or its next attempt `delay` seconds from now; or given up when that would come
+# after the event's retry window); an endpoint that answered 2xx is no longer failing. A
+# failure moves a delivery only if it was not claimed again since (its lease ended while
+# this sender was still at it): that later attempt decides. Returns how many deliveries
+# were given up.
 RECORD = """
-WITH moved AS (
-    UPDATE webhook_delivery SET
-        delivered_at = CASE WHEN %(delivered)s THEN now() END,
-        given_up_at = CASE WHEN NOT %(delivered)s AND now() + make_interval(secs => %(delay)s)
-                               > event_created_at + make_interval(secs => %(window)s)
+WITH input AS (
+    SELECT * FROM unnest(
+        %(endpoint_ids)s::uuid[], %(event_ids)s::uuid[], %(tenant_ids)s::uuid[],
+        %(attempts)s::int[], %(status_codes)s::int[], %(errors)s::text[],
+        %(delivered)s::boolean[], %(delays)s::float8[]
+    ) WITH ORDINALITY
+      AS i(endpoint_id, event_id, tenant_id, attempt, status_code, error, delivered, delay, n)
+), moved AS (
+    UPDATE webhook_delivery d SET
+        delivered_at = CASE WHEN i.delivered THEN now() END,
+        given_up_at = CASE WHEN NOT i.delivered AND now() + make_interval(secs => i.delay)
+                               > d.event_created_at + make_interval(secs => %(window)s)
                            THEN now() END,
-        next_attempt_at = CASE WHEN %(delivered)s THEN NULL
-                               WHEN now() + make_interval(secs => %(delay)s)
-                                    > event_created_at + make_interval(secs => %(window)s)
+        next_attempt_at = CASE WHEN i.delivered THEN NULL
+                               WHEN now() + make_interval(secs => i.delay)
+                                    > d.event_created_at + make_interval(secs => %(window)s)
                                THEN NULL
-                               ELSE now() + make_interval(secs => %(delay)s) END
-    WHERE endpoint_id = %(endpoint_id)s AND event_id = %(event_id)s
-      AND delivered_at IS NULL AND given_up_at IS NULL
-      AND (%(delivered)s OR attempts = %(attempt)s)
-    RETURNING next_attempt_at, given_up_at
+                               ELSE now() + make_interval(secs => i.delay) END
+    FROM input i
+    WHERE d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id
+      AND d.delivered_at IS NULL AND d.given_up_at IS NULL
+      AND (i.delivered OR d.attempts = i.attempt)
+    RETURNING d.endpoint_id, d.event_id, d.next_attempt_at, d.given_up_at
+), healed AS (
+    -- Endpoints with a 2xx in the batch are healthy again (locked in id order, and only
+    -- those that were failing).
+    UPDATE webhook_endpoint SET failing_since = NULL
+    WHERE id IN (SELECT e.id FROM webhook_endpoint e
+                 WHERE e.id IN (SELECT endpoint_id FROM input WHERE delivered)
+                   AND e.failing_since IS NOT NULL
+                 ORDER BY e.id
+                 FOR UPDATE)
+), logged AS (
+    INSERT INTO webhook_attempt (endpoint_id, event_id, tenant_id, attempt, status_code,
+                                 error, delivered, next_attempt_at)
+    SELECT i.endpoint_id, i.event_id, i.tenant_id, i.attempt, i.status_code, i.error,
+           i.delivered, CASE WHEN NOT i.delivered THEN m.next_attempt_at END
+    FROM input i
+    LEFT JOIN moved m ON m.endpoint_id = i.endpoint_id AND m.event_id = i.event_id
+    ORDER BY i.n
+    ON CONFLICT DO NOTHING
 )
-INSERT INTO webhook_attempt
-    (endpoint_id, event_id, tenant_id, attempt, status_code, error, delivered, next_attempt_at)
-VALUES (%(endpoint_id)s, %(event_id)s, %(tenant_id)s, %(attempt)s, %(status_code)s,
-        %(error)s, %(delivered)s, (SELECT next_attempt_at FROM moved))
-ON CONFLICT DO NOTHING
-RETURNING (SELECT given_up_at IS NOT NULL FROM moved)
+SELECT count(*) FROM moved WHERE given_up_at IS NOT NULL
 """
 
 
-def record(cur: Cursor, params: dict[str, Any]) -> bool:
-    """Log one attempt and move its delivery on; True if the delivery was given up."""
+def record(cur: Cursor, outcomes: list[dict[str, Any]], window_seconds: float) -> int:
+    """Log attempts and move their deliveries on (see RECORD); how many were given up."""
+    columns = ("endpoint_id", "event_id", "tenant_id", "attempt", "status_code", "error")
+    params: dict[str, Any] = {f"{c}s": [o[c] for o in outcomes] for c in columns}
+    params["delivered"] = [o["delivered"] for o in outcomes]
+    params["delays"] = [o["delay"] for o in outcomes]
+    params["window"] = window_seconds
     cur.execute(RECORD, params)
     row = cur.fetchone()
-    return bool(row and row[0])
+    return int(row[0]) if row else 0
 
 
-# A 2xx: the endpoint is healthy (no lock taken when it already was).
-CLEAR_FAILING = """
-UPDATE webhook_endpoint SET failing_since = NULL
-WHERE id = %(endpoint_id)s AND failing_since IS NOT NULL
+def commit_without_waiting(engine: Engine) -> None:
+    """Commits on `engine`'s connections (the webhook senders' process) do not wait for
+    their WAL to reach the disk. Safe for what the senders write: a commit lost with a
+    crash of PostgreSQL only undoes a claim, an outcome or a move of fan-out, and each is
+    then done again (a delivery sent once more: at least once still holds); meanwhile no
+    commit waits on a disk flush."""
+
+    @event.listens_for(engine, "connect")
+    def _relax(dbapi_connection: Any, _: Any) -> None:
+        with dbapi_connection.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+        dbapi_connection.commit()
+
+
+# Claimed deliveries taken back before they were sent (queued behind an attempt to an
+# endpoint that has just failed, or the sender is stopping): due again at once, their
+# attempt not counted, unless claimed again since.
+RELEASE = """
+UPDATE webhook_delivery d SET attempts = d.attempts - 1, next_attempt_at = now()
+FROM unnest(%(endpoint_ids)s::uuid[], %(event_ids)s::uuid[], %(attempts)s::int[])
+     AS r(endpoint_id, event_id, attempt)
+WHERE d.endpoint_id = r.endpoint_id AND d.event_id = r.event_id AND d.attempts = r.attempt
+  AND d.delivered_at IS NULL AND d.given_up_at IS NULL
 """
+
+
+def release(cur: Cursor, deliveries: list[tuple[uuid.UUID, uuid.UUID, int]]) -> None:
+    endpoint_ids, event_ids, attempts = (list(column) for column in zip(*deliveries, strict=True))
+    cur.execute(
+        RELEASE, {"endpoint_ids": endpoint_ids, "event_ids": event_ids, "attempts": attempts}
+    )
+
 
 # Only failures: failing since now if it was not yet; disabled once every delivery has
 # failed for `after` seconds. No lock taken when neither changes.
@@ -259,10 +206,6 @@ WHERE id = %(endpoint_id)s AND deleted_at IS NULL AND disabled_at IS NULL
   AND (failing_since IS NULL OR failing_since < now() - make_interval(secs => %(after)s))
 RETURNING disabled_at IS NOT NULL, tenant_id
 """
-
-
-def clear_failing(cur: Cursor, endpoint_id: uuid.UUID) -> None:
-    cur.execute(CLEAR_FAILING, {"endpoint_id": endpoint_id})
 
 
 def mark_failing(

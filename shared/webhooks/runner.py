@@ -7,13 +7,16 @@ The rules it keeps:
 * One loop per process. A task that arrives while the loop runs pokes it (it looks at the
   feed and claims at once) and returns; the loop ends only under the lock that pokes
   take, after checking it was not poked since its last look, so no wake-up falls between.
-* Concurrent sends. Attempts run on `webhook_concurrency` threads; the loop claims only
-  as many deliveries as threads are free, and at most a quarter of them for an endpoint
-  that is failing: a receiver that hangs holds a few threads until the timeout, and
-  every other endpoint's deliveries go on.
+* Concurrent sends. Attempts run on `webhook_concurrency` threads; the loop keeps at most
+  two claimed deliveries per thread (one sending, one queued behind it, so that no thread
+  waits for the loop), and at most a quarter of the threads' worth for an endpoint that
+  is failing: when an attempt fails, that endpoint's queued deliveries are given back
+  unsent, so a receiver that hangs holds a few threads until the timeout, and every other
+  endpoint's deliveries go on.
 * It ends when nothing is in flight, due soon, or left to fan out, having cleared the
   doorbell and looked once more; or when its time is up (the task hands over to a new
-  one); or when the worker stops (attempts in flight finish and are recorded first).
+  one); or when the worker stops (attempts in flight finish and are recorded, queued ones
+  are given back).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import redis
 
+from shared import db
 from shared.db import transaction
 from shared.settings import Settings
 from shared.webhooks import delivery, fanout, sender, wake
@@ -50,6 +54,7 @@ class Runner:
         self.settings = settings
         self.redis = redis_client
         self.concurrency = settings.webhook_concurrency
+        self.capacity = delivery.capacity(settings)
         self._lock = threading.Lock()
         self._running = False
         self._poked = False
@@ -58,6 +63,7 @@ class Runner:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-send")
         self._client: httpx.Client = sender.make_client(settings)
         self._failing: dict[object, bool] = {}
+        repo.commit_without_waiting(db.engine())
 
     def enter(self) -> bool:
         """True if the caller must run the loop; False if it runs already (it was poked)."""
@@ -103,36 +109,35 @@ class Runner:
         next_fanout = 0.0
         more = waiting = last_look = False
         while True:
+            self._wake.clear()  # set again by any attempt that finishes or task that pokes
             now = time.monotonic()
             ending = self._stopping.is_set() or now >= deadline
+            finished = [(inflight.pop(f), f.result()) for f in list(inflight) if f.done()]
+            released = self._withdraw(inflight, finished)
+            free = 0 if ending else self.capacity - len(inflight)
             claimed = 0
-            if not ending:
-                try:
-                    if self._take_poke() or more or now >= next_fanout:
-                        result = fanout.fan_out_round()
-                        more, waiting = result.more, result.waiting
-                        next_fanout = now + (POLL if waiting else FANOUT_EVERY)
-                    claimed = self._claim(inflight)
-                except Exception as exc:
-                    log.warning("webhook round failed, retrying: %r", exc)
-                    more = waiting = False
-                    self._wake.wait(ERROR_PAUSE)
-                    self._wake.clear()
+            try:
+                if not ending and (self._take_poke() or more or now >= next_fanout):
+                    result = fanout.fan_out_round()
+                    more, waiting = result.more, result.waiting
+                    next_fanout = now + (POLL if waiting else FANOUT_EVERY)
+                if finished or released or free > 0:
+                    claimed = self._settle(finished, released, free, inflight)
+            except Exception as exc:  # the database is away: what was sent is sent again
+                log.warning("webhook round failed, retrying: %r", exc)
+                more = waiting = False
+                if not ending:
+                    self._wait(ERROR_PAUSE)
                     continue
-            if not any(f.done() for f in inflight):
-                if not ending and (more or (claimed and len(inflight) < self.concurrency)):
-                    pass  # look again at once: there is more to fan out, or to claim
-                elif inflight:
-                    self._wait(TICK)
-                elif waiting and not ending:
-                    self._wait(POLL)
-            self._record(inflight)
             if ending:
-                if inflight:
-                    continue
-                return not self._stopping.is_set()
+                if not inflight:
+                    return not self._stopping.is_set()
+                self._wait(TICK)
+                continue
             if inflight or more or claimed or waiting:
                 last_look = False
+                if not (more or (claimed and len(inflight) < self.capacity)):
+                    self._wait(TICK if inflight else POLL)
                 continue
             due_in = self._next_due_in()
             if due_in is not None and due_in <= IDLE_WAIT and now + due_in < deadline:
@@ -149,17 +154,42 @@ class Runner:
             last_look, next_fanout = False, 0.0  # poked meanwhile: look again
 
     def _wait(self, seconds: float) -> None:
+        """Until an attempt finishes or a task pokes (since this round began), or
+        `seconds` have passed."""
         self._wake.wait(seconds)
-        self._wake.clear()
 
-    def _claim(self, inflight: dict[Future[Outcome], Claimed]) -> int:
-        free = self.concurrency - len(inflight)
-        if free <= 0:
-            return 0
+    def _withdraw(
+        self, inflight: dict[Future[Outcome], Claimed], finished: list[tuple[Claimed, Outcome]]
+    ) -> list[Claimed]:
+        """Take back the claimed deliveries not yet started: those of an endpoint that has
+        just failed (it is held to the failing cap from now on: a receiver that hangs must
+        not hold the threads twice over), or all of them when the worker is stopping."""
+        stopping = self._stopping.is_set()
+        failed = {item.endpoint_id for item, outcome in finished if not outcome.delivered}
+        if not failed and not stopping:
+            return []
+        taken = []
+        for future, item in list(inflight.items()):
+            if (stopping or item.endpoint_id in failed) and future.cancel():
+                del inflight[future]
+                taken.append(item)
+        return taken
+
+    def _settle(
+        self,
+        finished: list[tuple[Claimed, Outcome]],
+        released: list[Claimed],
+        free: int,
+        inflight: dict[Future[Outcome], Claimed],
+    ) -> int:
+        """Record what finished, give back what was taken back, claim up to `free`, and
+        start sending what was claimed."""
+        for item, outcome in finished:
+            self._failing[item.endpoint_id] = not outcome.delivered
         busy = Counter(c.endpoint_id for c in inflight.values())
-        cap, failing_cap = self.concurrency, delivery.failing_cap(self.settings)
+        cap, failing_cap = self.capacity, delivery.failing_cap(self.settings)
         full = [e for e, n in busy.items() if n >= (failing_cap if self._failing.get(e) else cap)]
-        claimed = delivery.claim(self.settings, free, dict(busy), full)
+        claimed = delivery.settle(finished, released, self.settings, free, dict(busy), full)
         for item in claimed:
             self._failing[item.endpoint_id] = item.failing
             future = self._pool.submit(self._attempt, item)
@@ -173,18 +203,6 @@ class Runner:
         except Exception as exc:  # a bug or a bad setting (a secret key): say so, retry
             log.exception("webhook attempt failed inside paysys")
             return Outcome(None, f"internal error: {type(exc).__name__}")
-
-    def _record(self, inflight: dict[Future[Outcome], Claimed]) -> None:
-        done = [f for f in inflight if f.done()]
-        if not done:
-            return
-        outcomes = [(inflight.pop(f), f.result()) for f in done]
-        for claimed, outcome in outcomes:
-            self._failing[claimed.endpoint_id] = not outcome.delivered
-        try:
-            delivery.record(outcomes, self.settings)
-        except Exception as exc:  # their leases end, and they are attempted again
-            log.warning("could not record %d webhook attempts: %r", len(outcomes), exc)
 
     def _next_due_in(self) -> float | None:
         try:

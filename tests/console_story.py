@@ -5,6 +5,7 @@ tenant with a wallet of its own, and a console client that signs in as a browser
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,7 +119,7 @@ def story_of(stack: Any, database_url: str) -> Iterator[Story]:
     """A story of two new tenants, for a module's tests."""
     from tests.conftest import make_api
 
-    api, other_api = make_api(stack), make_api(stack)
+    api, other_api = make_api(stack, f"acme-{os.urandom(3).hex()}"), make_api(stack)
     receiver = Receiver()
     conn = psycopg2.connect(database_url)
     conn.autocommit = True

@@ -46,7 +46,7 @@ class Browser:
         self.expected_404: set[str] = set()
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("requestfailed", self._failed)
         page.on("response", self._response)
 
     def _console(self, message: Any) -> None:
@@ -56,6 +56,12 @@ class Browser:
         if "status of 404" in message.text and url in self.expected_404:
             return
         self.problems.append(f"console {message.type}: {message.text} ({url})")
+
+    def _failed(self, request: Any) -> None:
+        # A request cancelled by the next navigation (a favicon still loading) is aborted:
+        # nothing failed.
+        if request.failure != "net::ERR_ABORTED":
+            self.problems.append(f"failed: {request.url} {request.failure}")
 
     def _response(self, response: Any) -> None:
         if response.status >= 400 and response.url not in self.expected_404:
@@ -112,6 +118,7 @@ def test_an_operator_finds_their_way(browser: Browser, story: Story) -> None:
     search = page.get_by_label("Name or id", exact=True)
     search.fill("alice")
     search.press("Enter")
+    browser.shot("accounts")
     page.get_by_role("link", name="Alice Liddell").click()
     expect(page.get_by_role("heading", name="Alice Liddell wallet")).to_be_visible()
     figures = page.locator("dl.figures")
@@ -142,6 +149,7 @@ def test_an_operator_finds_their_way(browser: Browser, story: Story) -> None:
     page.locator("dd").get_by_role("link", name=story.hold).first.click()
     expect(page.get_by_role("heading", name=re.compile("^Hold"))).to_be_visible()
     expect(page.locator("ol.timeline")).to_contain_text("Hold captured")
+    browser.shot("hold")
 
     # The events, of one type.
     page.get_by_role("link", name="Events").click()
@@ -150,6 +158,7 @@ def test_an_operator_finds_their_way(browser: Browser, story: Story) -> None:
     events = page.get_by_role("table", name=re.compile("events, newest first"))
     expect(events.get_by_role("row")).to_have_count(2)
     expect(events).to_contain_text("Withdrawal")
+    browser.shot("events")
 
     # A webhook endpoint, its failed delivery first.
     page.get_by_role("link", name="Webhooks").click()
@@ -170,6 +179,7 @@ def test_an_operator_finds_their_way(browser: Browser, story: Story) -> None:
     assert page.goto(other).status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     expect(page.locator("main")).not_to_contain_text("Carol")
+    browser.shot("not-found")
 
     # Signing out: the pages are closed again.
     page.get_by_role("button", name="Sign out").click()

@@ -68,6 +68,12 @@ CASES = {
         ["ix_webhook_endpoint_tenant_id_id", "ix_webhook_delivery_undelivered"],
     ),
     "undelivered": (reads.UNDELIVERED, (X, T, 21), ["ix_webhook_delivery_undelivered"]),
+    "event types": (reads.EVENT_TYPES_OF, ([X], T), ["pk_event|uq_event_id_tenant_id"]),
+    "wallet names": (
+        reads.WALLET_NAMES,
+        ([X], T),
+        ["pk_wallet|uq_wallet_id_tenant_id", "pk_account|uq_account_id_tenant_id"],
+    ),
     "backlog": (system_reads.BACKLOG, (), ["ix_operation_pending_seq"]),
     "the last minutes": (
         system_reads.RECENT_MINUTES,

@@ -113,7 +113,10 @@ async def endpoint_page(request: Request, viewer: ViewerDep, endpoint_id: str) -
             raise NotFound("No such webhook endpoint")
         waiting = await reads.undelivered(conn, eid, viewer.tenant_id, SMALL_PAGE + 1)
         attempts = await endpoints.list_attempts(conn, eid, viewer.tenant_id, before, PAGE + 1)
-    shown = attempts[:PAGE]
+        shown = attempts[:PAGE]
+        types = await reads.event_types(
+            conn, sorted({a["event_id"] for a in shown}), viewer.tenant_id
+        )
     return page(
         request,
         "endpoint.html",
@@ -122,6 +125,7 @@ async def endpoint_page(request: Request, viewer: ViewerDep, endpoint_id: str) -
         more_undelivered=len(waiting) > SMALL_PAGE,
         attempts=failed_first(shown),
         failed_attempts=sum(1 for a in shown if not a["delivered"]),
+        event_types=types,
         next_cursor=shown[-1]["id"] if len(attempts) > PAGE else None,
         first_page=before is None,
     )

@@ -96,6 +96,7 @@ async def wallet_page(request: Request, viewer: ViewerDep, wallet_id: str) -> Re
         queued = await reads.queued_operations(
             conn, wid, viewer.tenant_id, before_position, SMALL_PAGE + 1
         )
+        names = await reads.wallet_names(conn, queued, viewer.tenant_id)
     postings, last_posting = _split(postings, PAGE)
     queued, last_queued = _split(queued, SMALL_PAGE)
     return page(
@@ -110,6 +111,7 @@ async def wallet_page(request: Request, viewer: ViewerDep, wallet_id: str) -> Re
         operations=queued,
         operations_next=last_queued["position"] if last_queued is not None else None,
         operations_first=before_position is None,
+        wallet_names=names,
     )
 
 
@@ -153,6 +155,10 @@ async def operation_page(request: Request, viewer: ViewerDep, operation_id: str)
                 conn, operation["transaction_id"], tenant
             )
         related = await reads.related_operations(conn, oid, tenant, PAGE + 1)
+        shown = [operation, *related[:PAGE]]
+        if context["original"] is not None:
+            shown.append(context["original"])
+        names = await reads.wallet_names(conn, shown, tenant)
     own_hold = context["hold"] if operation["type"] == "hold" else None
     return page(
         request,
@@ -161,6 +167,7 @@ async def operation_page(request: Request, viewer: ViewerDep, operation_id: str)
         timeline=timeline(operation, own_hold),
         related=related[:PAGE],
         more_related=len(related) > PAGE,
+        wallet_names=names,
         **context,
     )
 
@@ -175,10 +182,12 @@ async def batch_page(request: Request, viewer: ViewerDep, batch_id: str) -> Resp
         if batch is None:
             raise NotFound("No such batch")
         items = await operations.list_batch_operations(conn, bid, viewer.tenant_id, after, PAGE + 1)
-    items, last = _split(items, PAGE)
+        items, last = _split(items, PAGE)
+        names = await reads.wallet_names(conn, items, viewer.tenant_id)
     return page(
         request,
         "batch.html",
+        wallet_names=names,
         batch=batch,
         items=items,
         next_cursor=last["batch_offset"] if last is not None else None,

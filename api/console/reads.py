@@ -262,3 +262,41 @@ async def undelivered(
     conn: Connection, endpoint_id: uuid.UUID, tenant_id: uuid.UUID, limit: int
 ) -> list[Record]:
     return await conn.fetch(UNDELIVERED, endpoint_id, tenant_id, limit)
+
+
+# One probe of the primary key per id, a subquery each (`id = ANY($1)`, or a join, lets a
+# generic plan scan the tenant's events instead).
+EVENT_TYPES_OF = """
+SELECT wanted.id, (SELECT type FROM event WHERE id = wanted.id AND tenant_id = $2) AS type
+FROM unnest($1::uuid[]) AS wanted (id)
+"""
+
+
+async def event_types(
+    conn: Connection, event_ids: list[uuid.UUID], tenant_id: uuid.UUID
+) -> dict[uuid.UUID, str]:
+    """The types of these events (primary key probes), for the delivery log."""
+    rows = await conn.fetch(EVENT_TYPES_OF, event_ids, tenant_id)
+    return {row["id"]: row["type"] for row in rows if row["type"] is not None}
+
+
+# The account names of wallets, to show a wallet by its owner's name; a subquery per id,
+# as above. Funding wallets have no tenant, so they are never named.
+WALLET_NAMES = """
+SELECT wanted.id, (SELECT a.name FROM wallet w JOIN account a ON a.id = w.account_id
+                   WHERE w.id = wanted.id AND w.tenant_id = $2) AS name
+FROM unnest($1::uuid[]) AS wanted (id)
+"""
+
+
+async def wallet_names(
+    conn: Connection, rows: list[Record], tenant_id: uuid.UUID
+) -> dict[uuid.UUID, str]:
+    """The names of the wallets these operations name."""
+    ids = sorted(
+        {r[c] for r in rows for c in ("wallet_id", "from_wallet_id", "to_wallet_id") if r[c]}
+    )
+    if not ids:
+        return {}
+    found = await conn.fetch(WALLET_NAMES, ids, tenant_id)
+    return {row["id"]: row["name"] for row in found if row["name"] is not None}

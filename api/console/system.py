@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.backlog import Every
-from api.console import cursors, system_reads
+from api.console import cursors, reads, system_reads
 from api.console.web import ConsoleRoute, ViewerDep, page, resources
 from api.resources import Resources
 from shared.asyncdb import Record
@@ -110,7 +110,8 @@ async def system_page(request: Request, viewer: ViewerDep) -> Response:
     snapshot: Snapshot = await system_view(request).snapshot.get()
     async with res.pool.acquire() as conn:
         errors = await system_reads.internal_errors(conn, viewer.tenant_id, before, PAGE + 1)
-    shown = errors[:PAGE]
+        shown = errors[:PAGE]
+        names = await reads.wallet_names(conn, shown, viewer.tenant_id)
     minutes = [
         {
             "minute": row["minute"],
@@ -133,4 +134,5 @@ async def system_page(request: Request, viewer: ViewerDep) -> Response:
         errors=shown,
         next_cursor=shown[-1]["id"] if len(errors) > PAGE else None,
         first_page=before is None,
+        wallet_names=names,
     )

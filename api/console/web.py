@@ -140,6 +140,7 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     viewer = getattr(request.state, "console_viewer", None)
+    context.setdefault("wallet_names", {})
     body = rendering.render(template, request=request, viewer=viewer, **context)
     return HTMLResponse(body, status_code=status_code, headers={**NO_STORE, **(headers or {})})
 

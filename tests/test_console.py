@@ -261,3 +261,28 @@ def test_static_files_are_served_versioned(anonymous: Console) -> None:
 def test_the_console_is_outside_the_api_schema() -> None:
     paths = create_app().openapi()["paths"]
     assert not [p for p in paths if p.startswith("/console")]
+
+
+def test_every_template_and_static_file_is_package_data() -> None:
+    """An installed (not editable) paysys has the console's files: pyproject's package
+    data names every one of them."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["api.console"]
+    package = root / "api" / "console"
+    files = [
+        p.relative_to(package).as_posix()
+        for folder in ("templates", "static")
+        for p in (package / folder).rglob("*")
+        if p.is_file()
+    ]
+    shipped = {
+        p.relative_to(package).as_posix()
+        for pattern in patterns
+        for p in package.glob(pattern)  # as setuptools globs them: "*" stays in its folder
+        if p.is_file()
+    }
+    assert files and set(files) <= shipped, set(files) - shipped

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import psycopg2.extensions
 import pytest
 
-from api.console import reads, system_reads
+from api.console import feed_reads, reads, system_reads
 
 T = uuid.uuid4()
 X = uuid.uuid4()
@@ -58,17 +58,22 @@ CASES = {
         ["ix_operation_reverses_operation_id", "ix_operation_hold_id"],
     ),
     "recent events": (
-        reads.RECENT_EVENTS,
-        (T, (1 << 64) - 1, reads.MAX_BIGINT, None, 51),
+        feed_reads.RECENT_EVENTS,
+        (T, (1 << 64) - 1, reads.MAX_BIGINT, 51),
         ["ix_event_tenant_id_xid_seq"],
     ),
+    "recent events of a type": (
+        feed_reads.RECENT_EVENTS_OF_TYPES,
+        (T, (1 << 64) - 1, reads.MAX_BIGINT, 51, feed_reads.TYPE_SCAN, ["hold.expired"]),
+        ["ix_event_tenant_id_xid_seq", "pk_event|uq_event_id_tenant_id"],
+    ),
     "webhook endpoints": (
-        reads.ENDPOINTS,
+        feed_reads.ENDPOINTS,
         (T, 21),
         ["ix_webhook_endpoint_tenant_id_id", "ix_webhook_delivery_undelivered"],
     ),
-    "undelivered": (reads.UNDELIVERED, (X, T, 21), ["ix_webhook_delivery_undelivered"]),
-    "event types": (reads.EVENT_TYPES_OF, ([X], T), ["pk_event|uq_event_id_tenant_id"]),
+    "undelivered": (feed_reads.UNDELIVERED, (X, T, 21), ["ix_webhook_delivery_undelivered"]),
+    "event types": (feed_reads.EVENT_TYPES_OF, ([X], T), ["pk_event|uq_event_id_tenant_id"]),
     "wallet names": (
         reads.WALLET_NAMES,
         ([X], T),

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from api.console import cursors, reads
+from api.console import cursors, feed_reads
 from api.console.web import ConsoleRoute, ViewerDep, page, parse_id, resources
 from shared.asyncdb import Record
 from shared.errors import NotFound
@@ -63,11 +63,13 @@ async def events_page(request: Request, viewer: ViewerDep) -> Response:
     types = [chosen] if chosen in EVENT_TYPES else None
     before = cursors.parse_feed(request.query_params.get("cursor"))
     async with res.pool.acquire() as conn:
-        rows = await reads.recent_events(conn, viewer.tenant_id, before, types, PAGE + 1)
-    shown = rows[:PAGE]
+        found = await feed_reads.recent_events(conn, viewer.tenant_id, before, types, PAGE + 1)
+    shown = found.rows[:PAGE]
     next_cursor = None
-    if len(rows) > PAGE:
+    if len(found.rows) > PAGE:
         next_cursor = cursors.feed(int(shown[-1]["feed_xid"]), shown[-1]["seq"])
+    elif found.scan_end is not None:
+        next_cursor = cursors.feed(*found.scan_end)
     return page(
         request,
         "events.html",
@@ -75,6 +77,8 @@ async def events_page(request: Request, viewer: ViewerDep) -> Response:
         types=EVENT_TYPES,
         chosen=chosen if types else "",
         next_cursor=next_cursor,
+        scan_stopped=found.scan_end is not None,
+        scanned=feed_reads.TYPE_SCAN,
         first_page=before is None,
     )
 
@@ -93,7 +97,7 @@ async def event_page(request: Request, viewer: ViewerDep, event_id: str) -> Resp
 async def webhooks_page(request: Request, viewer: ViewerDep) -> Response:
     res = resources(request)
     async with res.pool.acquire() as conn:
-        rows = await reads.endpoints(conn, viewer.tenant_id, endpoints.MAX_ENDPOINTS + 1)
+        rows = await feed_reads.endpoints(conn, viewer.tenant_id, endpoints.MAX_ENDPOINTS + 1)
     return page(request, "webhooks.html", endpoints=rows)
 
 
@@ -108,13 +112,13 @@ async def endpoint_page(request: Request, viewer: ViewerDep, endpoint_id: str) -
     eid = parse_id(endpoint_id)
     before = cursors.parse_number(request.query_params.get("cursor"))
     async with res.pool.acquire() as conn:
-        endpoint = await reads.endpoint(conn, eid, viewer.tenant_id)
+        endpoint = await feed_reads.endpoint(conn, eid, viewer.tenant_id)
         if endpoint is None:
             raise NotFound("No such webhook endpoint")
-        waiting = await reads.undelivered(conn, eid, viewer.tenant_id, SMALL_PAGE + 1)
+        waiting = await feed_reads.undelivered(conn, eid, viewer.tenant_id, SMALL_PAGE + 1)
         attempts = await endpoints.list_attempts(conn, eid, viewer.tenant_id, before, PAGE + 1)
         shown = attempts[:PAGE]
-        types = await reads.event_types(
+        types = await feed_reads.event_types(
             conn, sorted({a["event_id"] for a in shown}), viewer.tenant_id
         )
     return page(

@@ -286,3 +286,23 @@ def test_every_template_and_static_file_is_package_data() -> None:
         if p.is_file()
     }
     assert files and set(files) <= shipped, set(files) - shipped
+
+
+def test_failed_sign_ins_count_against_the_address(stack: Any, story: Story, tmp_path: Any) -> None:
+    """The API's limit on failed authentications per address holds for the console's
+    sign-in too, and is one count with the API's: guessing keys through the form gains
+    nothing over guessing them with Bearer."""
+    import httpx
+
+    from tests.test_protection import own_api
+
+    with own_api(stack, tmp_path, auth_failure_limit="3/minute") as base_url:
+        client = Console(base_url)
+        for _ in range(2):
+            assert client.sign_in("sk_" + "x" * 43).status_code == 401
+        bad_bearer = {"Authorization": "Bearer sk_" + "y" * 43}
+        assert httpx.get(f"{base_url}/v1/accounts", headers=bad_bearer).status_code == 401
+        refused = client.sign_in(story.api.api_key)  # a good key, never seen valid here
+        assert refused.status_code == 429 and "Retry-After" in refused.headers
+        assert "Too many failed sign-ins" in refused.text
+        client.close()

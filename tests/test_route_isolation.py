@@ -128,7 +128,9 @@ def first(stack: Any) -> Ids:
         "api_key": api.api_key,
         "base_url": api.base_url,
     }
-    events = api.get("/v1/events", params={"type": "account.created"}).json()["items"]
+    # The feed serves an event once older transactions have ended: wait for it.
+    params = {"type": "account.created", "wait": 10}
+    events = api.get("/v1/events", params=params).json()["items"]
     ids["event_id"] = events[0]["id"]
     api.close()
     return ids

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import psycopg2
 import pytest
 
+from shared.ids import uuid7
 from shared.ledger.service import DrainResult, drain_once
 from shared.operations.kind import NewOperation
 from tests.scratch_ledger import Conn, Tenant, scratch_database
@@ -93,3 +95,72 @@ def test_a_drain_that_waited_for_a_wallet_follows_the_drain_it_waited_for(
         ("operation.succeeded", str(replenish)),
         ("operation.succeeded", str(credit)),
     ]
+
+
+def test_a_batch_is_completed_after_every_item_event_whichever_drain_completes_it(
+    scratch: tuple[str, Conn],
+) -> None:
+    """Two drains apply a batch's two items; the one that took its transaction id first
+    (then waited for a wallet) completes the batch: `batch.completed` must still come
+    after the other drain's item event in the feed."""
+    url, conn = scratch
+    tenant = Tenant(conn)
+    p, q = tenant.wallets[:2]
+    batch = uuid7()
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO replenishment_batch (id, tenant_id, total) VALUES (%s, %s, 2)",
+            (batch, tenant.id),
+        )
+        first = tenant.record(cur, NewOperation("replenishment", 100, "USD", None, p, wallet_id=p))
+    in_batch(conn, batch, first)
+
+    blocker = psycopg2.connect(url)
+    drain_x, drain_y = psycopg2.connect(url), psycopg2.connect(url)
+    results: dict[str, DrainResult] = {}
+    try:
+        with blocker.cursor() as cur:  # holds P: drain X will wait for it
+            cur.execute("SELECT id FROM wallet WHERE id = %s FOR NO KEY UPDATE", (p,))
+
+        def run_x() -> None:  # takes its id with a funding wallet, then waits for P
+            with drain_x, drain_x.cursor() as cur:
+                results["x"] = drain_once(cur, 100)
+
+        x = threading.Thread(target=run_x)
+        x.start()
+        time.sleep(0.5)
+        assert x.is_alive()
+        with conn, conn.cursor() as cur:
+            second = tenant.record(
+                cur, NewOperation("replenishment", 100, "USD", None, q, wallet_id=q)
+            )
+        in_batch(conn, batch, second)
+        with drain_y, drain_y.cursor() as cur:  # applies the second item, commits first
+            results["y"] = drain_once(cur, 100)
+        blocker.rollback()
+        x.join(timeout=30)
+        assert not x.is_alive()
+    finally:
+        blocker.close()
+        drain_x.close()
+        drain_y.close()
+
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT type, data->>'id' FROM event WHERE tenant_id = %s AND type <> "
+            "'account.created' ORDER BY xid, seq",
+            (tenant.id,),
+        )
+        feed_order = [(row[0], row[1]) for row in cur.fetchall()]
+    assert feed_order[-1] == ("batch.completed", str(batch)), feed_order
+    assert sorted(feed_order[:-1]) == sorted(
+        [("operation.succeeded", str(first)), ("operation.succeeded", str(second))]
+    )
+
+
+def in_batch(conn: Conn, batch: uuid.UUID, operation: uuid.UUID) -> None:
+    """Make a recorded operation an item of the batch (the intake records batch items with
+    their batch; the scratch ledger records single operations)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")  # operation_final
+        cur.execute("UPDATE operation SET batch_id = %s WHERE id = %s", (batch, operation))

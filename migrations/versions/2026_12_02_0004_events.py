@@ -33,8 +33,10 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = r"""
--- The feed key of the last drain that locked the wallet (see above).
+-- The feed key of the last drain that locked the wallet (see above), or that applied
+-- items of the batch (so that `batch.completed` follows every item's event).
 ALTER TABLE wallet ADD COLUMN event_xid xid8;
+ALTER TABLE replenishment_batch ADD COLUMN event_xid xid8;
 
 CREATE TABLE event (
     id          uuid        NOT NULL,
@@ -169,6 +171,7 @@ DROP TABLE IF EXISTS webhook_endpoint;
 DROP TABLE IF EXISTS event;
 DROP TABLE IF EXISTS event_log_start;
 ALTER TABLE wallet DROP COLUMN IF EXISTS event_xid;
+ALTER TABLE replenishment_batch DROP COLUMN IF EXISTS event_xid;
 """
 
 

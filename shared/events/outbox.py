@@ -51,8 +51,16 @@ WHERE o.id = ANY(%(ids)s::uuid[])
 """
 
 LOCK_BATCHES = """
-SELECT id FROM replenishment_batch WHERE id = ANY(%(ids)s::uuid[])
+SELECT id, event_xid::text::bigint FROM replenishment_batch WHERE id = ANY(%(ids)s::uuid[])
 ORDER BY id FOR NO KEY UPDATE
+"""
+# Each drain that applies a batch's items leaves its feed key on the batch, so that the
+# drain completing it (which may have taken its own key earlier, then waited for this
+# lock) puts `batch.completed` after every item's event.
+MARK_BATCHES = """
+UPDATE replenishment_batch AS b SET event_xid = v.key::text::xid8
+FROM unnest(%(ids)s::uuid[], %(keys)s::bigint[]) AS v (id, key)
+WHERE b.id = v.id
 """
 # The batches (of those locked) with no pending item left, counted: one probe of the
 # index of pending items per batch, then the counts of the completed ones only.
@@ -64,7 +72,8 @@ WHERE b.id = ANY(%(ids)s::uuid[])
 GROUP BY b.id
 """
 
-Event = tuple[uuid.UUID, str, bytes]  # tenant, type, data (the resource's JSON)
+# tenant, type, data (the resource's JSON), feed key if not the drain's
+Event = tuple[uuid.UUID, str, bytes, int | None]
 
 
 def _rows(cur: Cursor, sql: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
@@ -115,9 +124,10 @@ def drain_events(
     transactions: Iterable[tuple[uuid.UUID, uuid.UUID, str]],
     completed_at: datetime,
     batch_ids: set[uuid.UUID],
+    event_xid: int,
 ) -> list[Event]:
     """The events of a drain: its operations and their outcomes (in the order applied),
-    the ledger transactions it wrote, its time, and the batches it touched."""
+    the ledger transactions it wrote, its time, the batches it touched, its feed key."""
     transaction_of = {operation_id: tx_id for tx_id, operation_id, _ in transactions}
     expired = [op.hold_id for op in operations if op.type == EXPIRY.name and op.hold_id]
     holds = _rows(cur, HOLDS, expired) if expired else {}
@@ -126,19 +136,22 @@ def drain_events(
         if not KINDS[op.type].internal:
             row = operation_row(op, outcome, transaction_of.get(op.id), completed_at)
             kind = OPERATION_SUCCEEDED if outcome[1] == "succeeded" else OPERATION_FAILED
-            events.append((op.tenant_id, kind, _json(serialize.operation(row))))
+            events.append((op.tenant_id, kind, _json(serialize.operation(row)), None))
         elif op.type == EXPIRY.name and op.hold_id in holds:
             # An expiry that found its hold captured or voided meanwhile changed nothing;
             # one hold has one expiry (`uq_operation_expiry_hold_id`), so an expired hold
             # here was expired by this one.
             hold = holds[op.hold_id]
             if hold["hold_status"] == "expired":
-                events.append((op.tenant_id, HOLD_EXPIRED, _json(serialize.hold(hold))))
+                events.append((op.tenant_id, HOLD_EXPIRED, _json(serialize.hold(hold)), None))
     if batch_ids:
         ids = sorted(batch_ids)
         cur.execute(LOCK_BATCHES, {"ids": ids})
-        for row in _rows(cur, COMPLETED_BATCHES, ids).values():
-            events.append((row["tenant_id"], BATCH_COMPLETED, _json(serialize.batch(row))))
+        keys = {row[0]: max(event_xid, row[1] or 0) for row in cur.fetchall()}
+        cur.execute(MARK_BATCHES, {"ids": list(keys), "keys": list(keys.values())})
+        for batch_id, row in _rows(cur, COMPLETED_BATCHES, ids).items():
+            data = _json(serialize.batch(row))
+            events.append((row["tenant_id"], BATCH_COMPLETED, data, keys[batch_id]))
     return events
 
 
@@ -149,13 +162,14 @@ def _copy_text(value: object) -> str:
 
 
 def insert_events(cur: Cursor, events: list[Event], event_xid: int) -> None:
-    """Insert events with the drain's feed key, `seq` following their order."""
+    """Insert events with the drain's feed key (or their own), `seq` following their order."""
     if not events:
         return
     buffer = io.StringIO(
         "".join(
-            f"{uuid7()}\t{event_xid}\t{tenant}\t{kind}\t{_copy_text(data.decode())}\n"
-            for tenant, kind, data in events
+            f"{uuid7()}\t{event_xid if key is None else key}\t{tenant}\t{kind}"
+            f"\t{_copy_text(data.decode())}\n"
+            for tenant, kind, data, key in events
         )
     )
     cur.copy_expert("COPY event (id, xid, tenant_id, type, data) FROM STDIN", buffer)

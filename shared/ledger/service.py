@@ -154,10 +154,10 @@ def drain_once(cur: Cursor, max_ops: int) -> DrainResult:
     if untouched:
         repo.mark_wallets(cur, untouched, locked.event_xid)
     events = outbox.drain_events(
-        cur, operations, book.outcomes, book.transactions, now, result.batch_ids
+        cur, operations, book.outcomes, book.transactions, now, result.batch_ids, event_xid
     )
     outbox.insert_events(cur, events, locked.event_xid)
-    result.event_tenants = {tenant for tenant, _, _ in events}
+    result.event_tenants = {tenant for tenant, _, _, _ in events}
     return result
 
 

@@ -48,8 +48,8 @@ CREATE TABLE event (
     -- The resource as it was at that moment, as the API renders it (kept as text: key
     -- order is the API's, and nothing queries inside it).
     data        json        NOT NULL,
-    CONSTRAINT pk_event PRIMARY KEY (id),
-    CONSTRAINT uq_event_id_tenant_id UNIQUE (id, tenant_id),
+    -- An event is always named with its tenant (reads, deliveries): one index serves both.
+    CONSTRAINT pk_event PRIMARY KEY (id, tenant_id),
     CONSTRAINT fk_event_tenant_id_tenant FOREIGN KEY (tenant_id) REFERENCES tenant (id),
     CONSTRAINT ck_event_type CHECK (type IN (
         'account.created', 'operation.succeeded', 'operation.failed',

@@ -5,6 +5,14 @@ order and only events whose key is below the snapshot's xmin (no transaction tha
 still add an event before them is running). An endpoint's cursor only moves past such
 events, so none is ever skipped; the endpoint row is locked while it moves (`SKIP
 LOCKED`: fan-outs running at once share the endpoints).
+
+The lock is `FOR NO KEY UPDATE`: the cursor's columns are no key, so the foreign key
+checks of rows that reference the endpoint (a redelivery asked for by hand, a sender's
+log of an attempt: `FOR KEY SHARE`) do not wait for a round. (With `FOR UPDATE`, a
+redelivery waited for the round while the round waited for the redelivery's delivery:
+a deadlock.) And a round makes deliveries only of events that have none yet, so it never
+waits for a sender's transaction that moves one (a delivery made by hand before fan-out
+reached its event) while that transaction waits for the endpoint.
 """
 
 from __future__ import annotations
@@ -30,13 +38,14 @@ WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL
                 AND v.xid < {HORIZON})
 ORDER BY e.fanout_xid
 LIMIT %(limit)s
-FOR UPDATE OF e SKIP LOCKED
+FOR NO KEY UPDATE OF e SKIP LOCKED
 """
 
 # One page of an endpoint's feed turned into deliveries (of the types it subscribed to,
 # created since it was registered: its cursor starts at the horizon of its registration,
 # which a transaction still running then may hold back), with where the page ended and
-# the horizon it was read under.
+# the horizon it was read under. Events that have a delivery already (made by hand) are
+# left out before the insert, which would otherwise wait for whoever is moving it.
 FAN_OUT_PAGE = f"""
 WITH page AS MATERIALIZED (
     SELECT id, xid, seq, type, created_at FROM event
@@ -51,6 +60,8 @@ WITH page AS MATERIALIZED (
     SELECT %(endpoint_id)s, id, %(tenant_id)s, now(), created_at FROM page
     WHERE (type = ANY (%(types)s::text[]) OR '*' = ANY (%(types)s::text[]))
       AND created_at >= %(since)s
+      AND NOT EXISTS (SELECT 1 FROM webhook_delivery d
+                      WHERE d.endpoint_id = %(endpoint_id)s AND d.event_id = page.id)
     ORDER BY xid, seq
     ON CONFLICT DO NOTHING
     RETURNING 1

@@ -127,13 +127,14 @@ WITH input AS (
     RETURNING d.endpoint_id, d.event_id, d.next_attempt_at, d.given_up_at
 ), healed AS (
     -- Endpoints with a 2xx in the batch are healthy again (locked in id order, and only
-    -- those that were failing).
+    -- those that were failing; FOR NO KEY UPDATE: no key changes, so foreign key checks
+    -- on the endpoint do not wait).
     UPDATE webhook_endpoint SET failing_since = NULL
     WHERE id IN (SELECT e.id FROM webhook_endpoint e
                  WHERE e.id IN (SELECT endpoint_id FROM input WHERE delivered)
                    AND e.failing_since IS NOT NULL
                  ORDER BY e.id
-                 FOR UPDATE)
+                 FOR NO KEY UPDATE)
 ), logged AS (
     INSERT INTO webhook_attempt (endpoint_id, event_id, tenant_id, attempt, status_code,
                                  error, delivered, next_attempt_at)

@@ -25,7 +25,7 @@ from shared.db import transaction
 from shared.ledger import sweeps
 from shared.queue import DRAIN_TASK, make_celery
 from shared.settings import get_settings
-from shared.webhooks import repository as webhooks
+from shared.webhooks import claim_repository as webhooks
 from shared.webhooks import wake
 
 log = logging.getLogger("paysys.sweeper")

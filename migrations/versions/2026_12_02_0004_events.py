@@ -132,8 +132,9 @@ CREATE TABLE webhook_delivery (
         (next_attempt_at IS NULL) = (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
         AND NOT (delivered_at IS NOT NULL AND given_up_at IS NOT NULL))
 );
--- Due deliveries, soonest first; and each endpoint's undelivered ones (its health).
-CREATE INDEX ix_webhook_delivery_due ON webhook_delivery (next_attempt_at)
+-- Each endpoint's pending deliveries, soonest due first (claims go endpoint by endpoint,
+-- skipping through this index); and its undelivered ones by event time (its health).
+CREATE INDEX ix_webhook_delivery_endpoint_due ON webhook_delivery (endpoint_id, next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX ix_webhook_delivery_undelivered ON webhook_delivery (endpoint_id, event_created_at)
     WHERE next_attempt_at IS NOT NULL;

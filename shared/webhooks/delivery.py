@@ -13,7 +13,12 @@ The rules it keeps:
   more than `webhook_retry_hours` after its event was created is given up.
 * Endpoint health: a 2xx clears `failing_since`; a failure sets it if it was clear. An
   endpoint whose every delivery has failed for over `webhook_disable_after_hours` is
-  disabled, saying why; its deliveries are then retired, never sent.
+  disabled, saying why; its deliveries then wait, unsent, and go on (within their retry
+  window) once it is enabled again. A deleted endpoint's are retired, never sent.
+* Fairness: claims go round-robin over the endpoints with due deliveries, and one
+  endpoint has at most half the sending threads' worth claimed (`endpoint_cap`), a
+  quarter for one that is failing (`failing_cap`): a slow receiver, healthy or not, with
+  however long a backlog, never holds every thread.
 * Outcomes of one batch are recorded in one short transaction (with the next claims),
   endpoints in id order (two senders recording at once never deadlock on them).
 """
@@ -23,7 +28,6 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +35,7 @@ from typing import Any
 from shared import metrics
 from shared.db import Cursor, transaction
 from shared.settings import Settings
+from shared.webhooks import claim_repository as claims
 from shared.webhooks import repository as repo
 
 log = logging.getLogger("paysys.webhooks")
@@ -95,18 +100,17 @@ def settle(
     settings: Settings,
     limit: int,
     busy: dict[uuid.UUID, int],
-    full: Iterable[uuid.UUID] = (),
 ) -> list[Claimed]:
     """Record finished attempts, give back claimed deliveries that were not sent
     (`released`), and claim up to `limit` due deliveries, in one short transaction (the
     one round of the loop that writes: fewer commits per delivery), committed before any of
     the claimed is sent. `busy`: this process's claimed deliveries per endpoint, counted
-    against each endpoint's cap; `full`: endpoints at their cap."""
+    against each endpoint's cap."""
     with transaction() as cur:
         if released:
-            repo.release(cur, [(c.endpoint_id, c.event_id, c.attempt) for c in released])
+            claims.release(cur, [(c.endpoint_id, c.event_id, c.attempt) for c in released])
         given_up, disabled = _record(cur, outcomes, settings) if outcomes else (0, [])
-        rows = _claim(cur, settings, limit, busy, full) if limit > 0 else []
+        rows = _claim(cur, settings, limit, busy) if limit > 0 else []
     delivered = sum(1 for _, outcome in outcomes if outcome.delivered)
     metrics.webhook_attempts.labels(outcome="delivered").inc(delivered)
     metrics.webhook_attempts.labels(outcome="failed").inc(len(outcomes) - delivered)
@@ -120,31 +124,33 @@ def settle(
             extra={"endpoint_id": str(endpoint_id), "tenant_id": str(tenant_id)},
         )
     if rows and rows[0][10]:
-        log.info("retired %d deliveries of deleted or disabled endpoints", rows[0][10])
+        log.info("retired %d deliveries of deleted endpoints", rows[0][10])
     return [Claimed(*row[:10]) for row in rows]
 
 
+def endpoint_cap(settings: Settings) -> int:
+    """Deliveries of one endpoint a process holds claimed at once (half the senders, at
+    least one): a receiver that answers slowly, however long its backlog, holds that many
+    threads, the others go on."""
+    return max(1, settings.webhook_concurrency // 2)
+
+
 def failing_cap(settings: Settings) -> int:
-    """Sends at once to an endpoint that is failing (a quarter of the senders, at least
-    one): a receiver that hangs holds that many, the others go on."""
+    """The same for an endpoint that is failing (a quarter of the senders, at least one):
+    a receiver that hangs holds that many."""
     return max(1, settings.webhook_concurrency // 4)
 
 
 def _claim(
-    cur: Cursor,
-    settings: Settings,
-    limit: int,
-    busy: dict[uuid.UUID, int],
-    full: Iterable[uuid.UUID],
+    cur: Cursor, settings: Settings, limit: int, busy: dict[uuid.UUID, int]
 ) -> list[tuple[Any, ...]]:
-    return repo.claim(
+    return claims.claim(
         cur,
         limit=limit,
         lease_seconds=lease_seconds(settings),
-        cap=capacity(settings),
+        cap=endpoint_cap(settings),
         failing_cap=failing_cap(settings),
         busy=busy,
-        full=list(full),
     )
 
 

@@ -1,15 +1,10 @@
-"""The statements of webhook deliveries (psycopg2, bound parameters only): claims,
-outcomes, endpoint health, and the sweeper's look (fan-out's are in
-`shared.webhooks.fanout_repository`).
+"""The outcomes of webhook deliveries (psycopg2, bound parameters only): attempts logged,
+deliveries moved on, endpoint health. Claims and the looks at what is due are
+`shared.webhooks.claim_repository`'s, fan-out's `shared.webhooks.fanout_repository`'s.
 
-The rules they keep:
-
-* A delivery is sent only once claimed: `attempts` counts it and `next_attempt_at` becomes
-  the end of its lease, committed before any HTTP. A sender that dies leaves it due again
-  when the lease ends (at least once). Deliveries of a deleted or disabled endpoint are
-  never claimed; the claim retires those it meets (given up, never sent).
-* An outcome moves a delivery only if nobody claimed it since (`attempts` unchanged), or
-  to delivered; each attempt is logged once (`uq_webhook_attempt_endpoint_event_attempt`).
+The rule they keep: an outcome moves a delivery only if nobody claimed it since
+(`attempts` unchanged), or to delivered; each attempt is logged once
+(`uq_webhook_attempt_endpoint_event_attempt`).
 """
 
 from __future__ import annotations
@@ -20,80 +15,6 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from shared.db import Cursor
-from shared.webhooks.fanout_repository import HORIZON
-
-# Due deliveries, soonest first, at most `cap` per endpoint counting those this process
-# already has in flight (`busy_ids`/`busy_counts`), fewer for an endpoint that is failing:
-# a dead receiver then holds a few senders, never all of them. Candidates come from the
-# due index (`ix_webhook_delivery_due`); those of a deleted or disabled endpoint are
-# retired on the way.
-CLAIM = """
-WITH busy AS (
-    SELECT * FROM unnest(%(busy_ids)s::uuid[], %(busy_counts)s::int[]) AS b(endpoint_id, n)
-), candidates AS MATERIALIZED (
-    SELECT d.endpoint_id, d.event_id, d.next_attempt_at,
-           e.deleted_at IS NULL AND e.disabled_at IS NULL AS live,
-           row_number() OVER (PARTITION BY d.endpoint_id
-                              ORDER BY d.next_attempt_at, d.event_id)
-             + COALESCE(b.n, 0)
-             <= CASE WHEN e.failing_since IS NULL THEN %(cap)s ELSE %(failing_cap)s END
-             AS within_cap
-    FROM (SELECT endpoint_id, event_id, next_attempt_at FROM webhook_delivery
-          WHERE next_attempt_at <= now() AND endpoint_id <> ALL (%(full)s::uuid[])
-          ORDER BY next_attempt_at
-          LIMIT %(scan)s) d
-    JOIN webhook_endpoint e ON e.id = d.endpoint_id
-    LEFT JOIN busy b ON b.endpoint_id = d.endpoint_id
-), retired AS (
-    UPDATE webhook_delivery d SET next_attempt_at = NULL, given_up_at = now()
-    FROM candidates c
-    WHERE NOT c.live AND d.endpoint_id = c.endpoint_id AND d.event_id = c.event_id
-      AND d.next_attempt_at IS NOT NULL
-    RETURNING 1
-), picked AS (
-    SELECT d.endpoint_id, d.event_id FROM webhook_delivery d
-    JOIN candidates c ON c.endpoint_id = d.endpoint_id AND c.event_id = d.event_id
-    WHERE c.live AND c.within_cap AND d.next_attempt_at <= now()
-    ORDER BY c.next_attempt_at
-    LIMIT %(limit)s
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE webhook_delivery d
-SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
-FROM picked p, webhook_endpoint e, event v
-WHERE d.endpoint_id = p.endpoint_id AND d.event_id = p.event_id
-  AND e.id = d.endpoint_id AND v.id = d.event_id
-RETURNING d.endpoint_id, d.event_id, d.tenant_id, d.attempts, e.url, e.secret,
-          e.failing_since IS NOT NULL, v.type, v.created_at, v.data::text,
-          (SELECT count(*) FROM retired)
-"""
-
-
-def claim(
-    cur: Cursor,
-    *,
-    limit: int,
-    lease_seconds: float,
-    cap: int,
-    failing_cap: int,
-    busy: dict[uuid.UUID, int],
-    full: list[uuid.UUID],
-) -> list[tuple[Any, ...]]:
-    cur.execute(
-        CLAIM,
-        {
-            "limit": limit,
-            "scan": limit * 4 + 64,
-            "lease": lease_seconds,
-            "cap": cap,
-            "failing_cap": failing_cap,
-            "busy_ids": list(busy),
-            "busy_counts": list(busy.values()),
-            "full": full,
-        },
-    )
-    return list(cur.fetchall())
-
 
 # Attempts' outcomes, a batch in one statement: each logged, and its delivery moved on
 # (delivered; or its next attempt `delay` seconds from now; or given up when that would come
@@ -175,25 +96,6 @@ def commit_without_waiting(engine: Engine) -> None:
         dbapi_connection.commit()
 
 
-# Claimed deliveries taken back before they were sent (queued behind an attempt to an
-# endpoint that has just failed, or the sender is stopping): due again at once, their
-# attempt not counted, unless claimed again since.
-RELEASE = """
-UPDATE webhook_delivery d SET attempts = d.attempts - 1, next_attempt_at = now()
-FROM unnest(%(endpoint_ids)s::uuid[], %(event_ids)s::uuid[], %(attempts)s::int[])
-     AS r(endpoint_id, event_id, attempt)
-WHERE d.endpoint_id = r.endpoint_id AND d.event_id = r.event_id AND d.attempts = r.attempt
-  AND d.delivered_at IS NULL AND d.given_up_at IS NULL
-"""
-
-
-def release(cur: Cursor, deliveries: list[tuple[uuid.UUID, uuid.UUID, int]]) -> None:
-    endpoint_ids, event_ids, attempts = (list(column) for column in zip(*deliveries, strict=True))
-    cur.execute(
-        RELEASE, {"endpoint_ids": endpoint_ids, "event_ids": event_ids, "attempts": attempts}
-    )
-
-
 # Only failures: failing since now if it was not yet; disabled once every delivery has
 # failed for `after` seconds. No lock taken when neither changes.
 MARK_FAILING = """
@@ -218,34 +120,3 @@ def mark_failing(
     )
     row = cur.fetchone()
     return row[1] if row and row[0] else None
-
-
-# When the soonest delivery is due, in seconds from now (negative: overdue), if any.
-NEXT_DUE = """
-SELECT EXTRACT(EPOCH FROM next_attempt_at - now())::float8 FROM webhook_delivery
-WHERE next_attempt_at IS NOT NULL ORDER BY next_attempt_at LIMIT 1
-"""
-
-
-def next_due_in(cur: Cursor) -> float | None:
-    cur.execute(NEXT_DUE)
-    row = cur.fetchone()
-    return None if row is None else float(row[0])
-
-
-# The sweeper's look: a delivery due, or an endpoint with final events not fanned out.
-WORK_WAITING = f"""
-SELECT EXISTS (SELECT 1 FROM webhook_delivery WHERE next_attempt_at <= now())
-    OR EXISTS (SELECT 1 FROM webhook_endpoint e
-               WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL
-                 AND EXISTS (SELECT 1 FROM event v
-                             WHERE v.tenant_id = e.tenant_id
-                               AND (v.xid, v.seq) > (e.fanout_xid, e.fanout_seq)
-                               AND v.xid < {HORIZON}))
-"""
-
-
-def work_waiting(cur: Cursor) -> bool:
-    cur.execute(WORK_WAITING)
-    row = cur.fetchone()
-    return bool(row and row[0])

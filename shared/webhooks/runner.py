@@ -9,10 +9,11 @@ The rules it keeps:
   take, after checking it was not poked since its last look, so no wake-up falls between.
 * Concurrent sends. Attempts run on `webhook_concurrency` threads; the loop keeps at most
   two claimed deliveries per thread (one sending, one queued behind it, so that no thread
-  waits for the loop), and at most a quarter of the threads' worth for an endpoint that
-  is failing: when an attempt fails, that endpoint's queued deliveries are given back
-  unsent, so a receiver that hangs holds a few threads until the timeout, and every other
-  endpoint's deliveries go on.
+  waits for the loop), claimed round-robin over the endpoints, at most half the threads'
+  worth for any one endpoint and a quarter for one that is failing: when an attempt
+  fails, that endpoint's queued deliveries are given back unsent, so a receiver that
+  hangs holds a few threads until the timeout, one that answers slowly holds half of
+  them, and every other endpoint's deliveries go on.
 * It ends when nothing is in flight, due soon, or left to fan out, having cleared the
   doorbell and looked once more; or when its time is up (the task hands over to a new
   one); or when the worker stops (attempts in flight finish and are recorded, queued ones
@@ -33,6 +34,7 @@ import redis
 from shared import db
 from shared.db import transaction
 from shared.settings import Settings
+from shared.webhooks import claim_repository as claims
 from shared.webhooks import delivery, fanout, sender, wake
 from shared.webhooks import repository as repo
 from shared.webhooks.delivery import Claimed, Outcome
@@ -62,7 +64,6 @@ class Runner:
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-send")
         self._client: httpx.Client = sender.make_client(settings)
-        self._failing: dict[object, bool] = {}
         repo.commit_without_waiting(db.engine())
 
     def enter(self) -> bool:
@@ -184,14 +185,9 @@ class Runner:
     ) -> int:
         """Record what finished, give back what was taken back, claim up to `free`, and
         start sending what was claimed."""
-        for item, outcome in finished:
-            self._failing[item.endpoint_id] = not outcome.delivered
         busy = Counter(c.endpoint_id for c in inflight.values())
-        cap, failing_cap = self.capacity, delivery.failing_cap(self.settings)
-        full = [e for e, n in busy.items() if n >= (failing_cap if self._failing.get(e) else cap)]
-        claimed = delivery.settle(finished, released, self.settings, free, dict(busy), full)
+        claimed = delivery.settle(finished, released, self.settings, free, dict(busy))
         for item in claimed:
-            self._failing[item.endpoint_id] = item.failing
             future = self._pool.submit(self._attempt, item)
             inflight[future] = item
             future.add_done_callback(lambda _: self._wake.set())
@@ -207,7 +203,7 @@ class Runner:
     def _next_due_in(self) -> float | None:
         try:
             with transaction() as cur:
-                return repo.next_due_in(cur)
+                return claims.next_due_in(cur)
         except Exception as exc:
             log.warning("could not read the next webhook attempt's time: %r", exc)
             return None

@@ -66,6 +66,13 @@ webhook_given_up = Counter(
     "paysys_webhook_deliveries_given_up",
     "Webhook deliveries given up: every attempt failed for the retry window",
 )
+webhook_deferred = Counter(
+    "paysys_webhook_internal_errors",
+    "Webhook attempts put off for a cause inside paysys, not the receiver's (cause: error, "
+    "a bug or a signing secret it cannot unseal; dns, a lookup that did not answer in time "
+    "or no lookup thread free): retried later, neither counted nor held against the endpoint",
+    ["cause"],
+)
 http_requests = Counter(
     "paysys_http_requests", "HTTP requests answered", ["method", "route", "status"]
 )

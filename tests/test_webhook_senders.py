@@ -1,6 +1,7 @@
 """The webhook senders through the real stack, on what they owe the endpoints they serve
 beyond one delivery: a disabled endpoint's deliveries kept for when it is enabled again,
-and a slow receiver with a backlog never holding every sending thread.
+a slow receiver with a backlog never holding every sending thread, and paysys's own
+failures never held against a receiver.
 
 The stack's settings (tests/stack.py): private receivers allowed, retries at most 2 s
 apart, a 2 s timeout, 8 sending threads.
@@ -13,10 +14,12 @@ from collections.abc import Iterator
 
 import psycopg2.extensions
 import pytest
+from cryptography.fernet import Fernet
 
+from paysys.client import verify_webhook
 from tests.conftest import Stack, query
 from tests.helpers import Api
-from tests.webhook_receiver import Plan, Receiver, register, wait_attempts
+from tests.webhook_receiver import Plan, Receiver, attempts, metric, register, wait_attempts
 
 Conn = psycopg2.extensions.connection
 
@@ -104,3 +107,66 @@ def test_a_slow_receiver_with_a_backlog_leaves_senders_to_the_others(
             assert len(at_once) <= 4
     finally:
         assert api.http.delete(f"/v1/webhook-endpoints/{slow['id']}").status_code == 204
+
+
+def wait_metric(stack: Stack, name: str, at_least: float, timeout: float = 15) -> float:
+    deadline = time.monotonic() + timeout
+    while (value := metric(stack.base_url, name)) < at_least:
+        assert time.monotonic() < deadline, (name, value, at_least)
+        time.sleep(0.1)
+    return value
+
+
+def test_a_secret_paysys_cannot_unseal_is_not_held_against_the_receiver(
+    stack: Stack, api: Api, receiver: Receiver, db: Conn
+) -> None:
+    endpoint = register(api, receiver.url("/unsealable"), ["account.created"])
+    [(stored,)] = query(db, "SELECT secret FROM webhook_endpoint WHERE id = %s", endpoint["id"])
+    # As if sealed with a key since dropped from PAYSYS_WEBHOOK_SECRET_KEYS (none is set).
+    lost = "fernet:" + Fernet(Fernet.generate_key()).encrypt(b"whsec_lost").decode()
+    query(
+        db,
+        "UPDATE webhook_endpoint SET secret = %s WHERE id = %s RETURNING 1",
+        lost,
+        endpoint["id"],
+    )
+    errors = 'paysys_webhook_internal_errors_total{cause="error"}'
+    before = metric(stack.base_url, errors)
+    api.create_account("signed once the key is back")
+    wait_metric(stack, errors, before + 1)
+    # Past its retry window meanwhile: still never given up for paysys's own failure.
+    query(
+        db,
+        "UPDATE webhook_delivery SET event_created_at = now() - interval '100 hours' "
+        "WHERE endpoint_id = %s RETURNING 1",
+        endpoint["id"],
+    )
+    wait_metric(stack, errors, before + 2)
+    [health] = query(
+        db,
+        "SELECT failing_since, disabled_at FROM webhook_endpoint WHERE id = %s",
+        endpoint["id"],
+    )
+    assert health == (None, None)
+    [delivery] = query(
+        db,
+        "SELECT attempts, next_attempt_at IS NOT NULL, given_up_at FROM webhook_delivery "
+        "WHERE endpoint_id = %s",
+        endpoint["id"],
+    )
+    assert delivery == (0, True, None)
+    assert attempts(db, endpoint["id"]) == []  # nothing was sent: no attempt in its log
+    assert receiver.at("/unsealable") == []
+    log = stack.webhooks.log()
+    assert "failed inside paysys" in log and "SecretKeysError" in log
+
+    query(
+        db,
+        "UPDATE webhook_endpoint SET secret = %s WHERE id = %s RETURNING 1",
+        stored,
+        endpoint["id"],
+    )
+    [got] = receiver.wait_for("/unsealable", lambda got: len(got) >= 1, timeout=15)
+    verify_webhook(got.body, got.headers["paysys-signature"], endpoint["secret"])
+    rows = wait_attempts(db, endpoint["id"], lambda rows: len(rows) >= 1)
+    assert [row[1:5] for row in rows] == [(1, 200, None, True)]

@@ -125,22 +125,35 @@ def claim(
     return list(cur.fetchall())
 
 
-# Claimed deliveries taken back before they were sent (queued behind an attempt to an
-# endpoint that has just failed, or the sender is stopping): due again at once, their
-# attempt not counted, unless claimed again since.
+# Claimed deliveries taken back unsent: queued behind an attempt to an endpoint that has
+# just failed, or the sender is stopping (due again at once); or put off for a cause inside
+# paysys, not the receiver's (due `delay` seconds from now). Their attempt is not counted,
+# unless they were claimed again since.
 RELEASE = """
-UPDATE webhook_delivery d SET attempts = d.attempts - 1, next_attempt_at = now()
-FROM unnest(%(endpoint_ids)s::uuid[], %(event_ids)s::uuid[], %(attempts)s::int[])
-     AS r(endpoint_id, event_id, attempt)
+UPDATE webhook_delivery d SET attempts = d.attempts - 1,
+                              next_attempt_at = now() + make_interval(secs => r.delay)
+FROM unnest(%(endpoint_ids)s::uuid[], %(event_ids)s::uuid[], %(attempts)s::int[],
+            %(delays)s::float8[])
+     AS r(endpoint_id, event_id, attempt, delay)
 WHERE d.endpoint_id = r.endpoint_id AND d.event_id = r.event_id AND d.attempts = r.attempt
   AND d.delivered_at IS NULL AND d.given_up_at IS NULL
 """
 
 
-def release(cur: Cursor, deliveries: list[tuple[uuid.UUID, uuid.UUID, int]]) -> None:
+def release(
+    cur: Cursor, deliveries: list[tuple[uuid.UUID, uuid.UUID, int]], delay: float = 0.0
+) -> None:
+    """Give back claimed deliveries `(endpoint_id, event_id, attempt)`, due in `delay`
+    seconds."""
     endpoint_ids, event_ids, attempts = (list(column) for column in zip(*deliveries, strict=True))
     cur.execute(
-        RELEASE, {"endpoint_ids": endpoint_ids, "event_ids": event_ids, "attempts": attempts}
+        RELEASE,
+        {
+            "endpoint_ids": endpoint_ids,
+            "event_ids": event_ids,
+            "attempts": attempts,
+            "delays": [delay] * len(deliveries),
+        },
     )
 
 

@@ -21,6 +21,12 @@ The rules it keeps:
   however long a backlog, never holds every thread.
 * Outcomes of one batch are recorded in one short transaction (with the next claims),
   endpoints in id order (two senders recording at once never deadlock on them).
+* Only the receiver's failures count against it. An attempt that could not be made for a
+  cause inside paysys (a bug, a signing secret it cannot unseal: a Fernet key dropped too
+  soon; a DNS lookup that did not answer in time, or no lookup thread free) is deferred:
+  not logged nor counted as an attempt, the endpoint's health untouched, never given up
+  for it; tried again `deferral_delay` later, and counted in
+  `paysys_webhook_internal_errors_total`.
 """
 
 from __future__ import annotations
@@ -65,10 +71,13 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one attempt came to: a status code (None: no answer) and what went wrong."""
+    """What one attempt came to: a status code (None: no answer) and what went wrong; or,
+    `deferred` (its cause: "error" or "dns"), that it could not be made for a cause inside
+    paysys (see the module's rules)."""
 
     status_code: int | None
     error: str | None
+    deferred: str | None = None
 
     @property
     def delivered(self) -> bool:
@@ -84,6 +93,13 @@ def capacity(settings: Settings) -> int:
 def lease_seconds(settings: Settings) -> float:
     """A claimed delivery may wait behind one attempt, then make its own."""
     return 2 * settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+
+
+def deferral_delay(settings: Settings, rng: random.Random | None = None) -> float:
+    """Seconds until a deferred delivery is tried again: a minute (at most the longest
+    retry interval), ±20 %."""
+    nominal = min(60.0, settings.webhook_retry_max_interval_seconds)
+    return nominal * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
 def retry_delay(attempt: int, settings: Settings, rng: random.Random | None = None) -> float:
@@ -106,11 +122,28 @@ def settle(
     one round of the loop that writes: fewer commits per delivery), committed before any of
     the claimed is sent. `busy`: this process's claimed deliveries per endpoint, counted
     against each endpoint's cap."""
+    deferred = [(c, o) for c, o in outcomes if o.deferred]
+    outcomes = [(c, o) for c, o in outcomes if not o.deferred]
     with transaction() as cur:
         if released:
             claims.release(cur, [(c.endpoint_id, c.event_id, c.attempt) for c in released])
+        if deferred:
+            claims.release(
+                cur,
+                [(c.endpoint_id, c.event_id, c.attempt) for c, _ in deferred],
+                deferral_delay(settings),
+            )
         given_up, disabled = _record(cur, outcomes, settings) if outcomes else (0, [])
         rows = _claim(cur, settings, limit, busy) if limit > 0 else []
+    for _, outcome in deferred:
+        metrics.webhook_deferred.labels(cause=outcome.deferred).inc()
+    if deferred:
+        log.error(
+            "%d webhook attempts put off for a cause inside paysys (retried later; the "
+            "endpoints' health untouched), the last: %s",
+            len(deferred),
+            deferred[-1][1].error,
+        )
     delivered = sum(1 for _, outcome in outcomes if outcome.delivered)
     metrics.webhook_attempts.labels(outcome="delivered").inc(delivered)
     metrics.webhook_attempts.labels(outcome="failed").inc(len(outcomes) - delivered)

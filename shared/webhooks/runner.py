@@ -47,6 +47,7 @@ FANOUT_EVERY = 0.25  # the loop looks at the feed this often, rings or not
 IDLE_WAIT = 5.0  # a retry due this soon is waited for, rather than left to the sweeper
 ERROR_PAUSE = 1.0  # after a failed look (the database is away)
 MAX_SECONDS = 30.0  # then the task hands over: no message outlives Redis's visibility
+TRACE_EVERY = 60.0  # an internal error's traceback is logged at most this often per kind
 
 
 class Runner:
@@ -64,6 +65,7 @@ class Runner:
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-send")
         self._client: httpx.Client = sender.make_client(settings)
+        self._traced: dict[str, float] = {}
         repo.commit_without_waiting(db.engine())
 
     def enter(self) -> bool:
@@ -166,7 +168,11 @@ class Runner:
         just failed (it is held to the failing cap from now on: a receiver that hangs must
         not hold the threads twice over), or all of them when the worker is stopping."""
         stopping = self._stopping.is_set()
-        failed = {item.endpoint_id for item, outcome in finished if not outcome.delivered}
+        failed = {
+            item.endpoint_id
+            for item, outcome in finished
+            if not outcome.delivered and not outcome.deferred
+        }
         if not failed and not stopping:
             return []
         taken = []
@@ -196,9 +202,28 @@ class Runner:
     def _attempt(self, claimed: Claimed) -> Outcome:
         try:
             return sender.attempt(claimed, self.settings, self._client)
-        except Exception as exc:  # a bug or a bad setting (a secret key): say so, retry
-            log.exception("webhook attempt failed inside paysys")
-            return Outcome(None, f"internal error: {type(exc).__name__}")
+        except Exception as exc:  # a bug or a bad setting (a secret key): say so, retry later
+            self._log_internal_error(claimed, exc)
+            return Outcome(None, f"internal error: {exc!r}"[:200], deferred="error")
+
+    def _log_internal_error(self, claimed: Claimed, exc: Exception) -> None:
+        """The first of a kind of error in a minute, with its traceback: a secret that
+        cannot be unsealed fails every delivery of its endpoint (the rest are summed up
+        when they are recorded, see `delivery.settle`)."""
+        kind = type(exc).__qualname__
+        now = time.monotonic()
+        with self._lock:
+            if now - self._traced.get(kind, -TRACE_EVERY) < TRACE_EVERY:
+                return
+            self._traced[kind] = now
+        log.error(
+            "webhook delivery of event %s to endpoint %s failed inside paysys (retried "
+            "later, not held against the endpoint)",
+            claimed.event_id,
+            claimed.endpoint_id,
+            exc_info=exc,
+            extra={"endpoint_id": str(claimed.endpoint_id), "tenant_id": str(claimed.tenant_id)},
+        )
 
     def _next_due_in(self) -> float | None:
         try:

@@ -4,6 +4,7 @@ after a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -154,6 +155,10 @@ def test_run_with_nothing_configured(folder: Path) -> None:
     key = (folder / ".paysys" / "dev-api-key").read_text().strip()
     assert key in out  # printed on the first start
     assert (folder / ".paysys" / "pgdata" / "PG_VERSION").exists()
+    # The client commands run in the folder find its URL and development key.
+    status = json.loads(paysys_in(folder, "status", "--json", timeout=60, check=True).stdout)
+    assert (status["url"], status["key"]) == (first.url, "accepted")
+    assert Path(status["key_from"]).samefile(folder / ".paysys" / "dev-api-key")
 
     api = Api(first.url, key)
     source = api.funded_wallet("30.00", "Alice")
@@ -177,6 +182,7 @@ def test_run_with_nothing_configured(folder: Path) -> None:
         assert f"{attached}(pid {first.proc.pid})" in said, said
 
     assert first.stop(signal.SIGINT) == 0
+    assert not (folder / ".paysys" / "run.json").exists()
 
     # Restarted, with the data still there; the key is not printed again.
     again = Run(folder)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from paysys import logs
+from paysys.cli import running
 from paysys.cli.servers import listen, use_servers
 from shared.settings import get_settings
 
@@ -37,16 +38,24 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
     metrics_dir = settings.metrics_dir or tempfile.mkdtemp(prefix="paysys-metrics-")
     os.environ["PAYSYS_METRICS_DIR"] = metrics_dir  # the API's /metrics adds up every child
     base = f"http://{_reachable(host)}:{port}"
-    dev_key = _dev_key(embedded.root / "dev-api-key") if embedded is not None else None
+    key_file = embedded.root / "dev-api-key" if embedded is not None else None
+    dev_key = _dev_key(key_file) if key_file is not None else None
+    workers = concurrency or settings.worker_concurrency
+
+    def _ready(seconds: float) -> None:
+        _banner(base, dev_key, seconds)
+        # For the client commands run in this folder (`paysys status`, `accounts`, ...).
+        running.publish(base, key_file, ["api", "worker", "webhooks", "sweeper"], workers)
+
     # Where things are is said once they are there: the API ready, the workers consuming.
-    ready = Readiness(base, ["worker", "webhooks"], lambda s: _banner(base, dev_key, s))
+    ready = Readiness(base, ["worker", "webhooks"], _ready)
     fd = ["--ready-fd", str(ready.fd)]
     try:
         code = supervise(
             {
                 "api": ["api", "--host", host, "--port", str(port)],
                 "worker": [
-                    *("worker", "--concurrency", str(concurrency or settings.worker_concurrency)),
+                    *("worker", "--concurrency", str(workers)),
                     *fd,
                 ],
                 "webhooks": ["webhooks", *fd],
@@ -57,6 +66,7 @@ def run(host: str | None, port: int | None, concurrency: int | None) -> None:
             every_round=ready.check,
         )
     finally:
+        running.withdraw()
         if not settings.metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(code)

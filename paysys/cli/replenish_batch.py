@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from shared.settings import get_settings
-
 
 @click.command("replenish-batch")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -34,8 +32,8 @@ def replenish_batch(file: Path, chunk_size: int, run_id: str | None) -> None:
     every bad row by line; if any is bad, nothing is submitted. Safe to run again after a
     crash or Ctrl-C: each batch's Idempotency-Key comes from its own rows and position, so
     batches already accepted are replayed, not replenished twice (for the 24 h keys are
-    kept), even if a later row was corrected meanwhile. Needs PAYSYS_URL and
-    PAYSYS_API_KEY.
+    kept), even if a later row was corrected meanwhile. Uses PAYSYS_URL and
+    PAYSYS_API_KEY, or the URL and development key of the `paysys run` of this folder.
 
     Exit status: 0 every item succeeded, 1 some failed, 2 bad rows (nothing submitted),
     3 paysys could not be reached or refused a request, 130 interrupted.
@@ -43,10 +41,11 @@ def replenish_batch(file: Path, chunk_size: int, run_id: str | None) -> None:
     from rich.console import Console
 
     from paysys import csv_import
+    from paysys.cli import connect
     from paysys.client import Paysys
 
-    settings = get_settings()
-    if not settings.api_key:
+    target = connect.resolve()
+    if target.api_key is None:
         raise click.UsageError("PAYSYS_API_KEY is not set (and PAYSYS_URL, if not the default)")
-    with Paysys(settings.url, settings.api_key) as client:
+    with Paysys(target.url, target.api_key) as client:
         sys.exit(csv_import.run(file, client, Console(), chunk_size, run_id))

@@ -63,6 +63,11 @@ REGISTRATION_PROBLEMS[422] = {
     "endpoint), or a URL that is not http(s) or points at a private or loopback address "
     "(`webhook_url_not_allowed`)",
 }
+REGISTRATION_PROBLEMS[503] = {
+    **REGISTRATION_PROBLEMS[503],
+    "description": "PostgreSQL or Redis unreachable, or the lookup of the URL's host name did "
+    "not answer in time (`service_unavailable`, with Retry-After)",
+}
 
 
 @router.post(
@@ -225,7 +230,7 @@ async def redeliver_webhook_event(
         endpoint = await endpoints.get_endpoint(conn, endpoint_id, tenant)
         if endpoint is None:
             raise _not_found(endpoint_id)
-        # Nothing is sent to a disabled endpoint: its deliveries are retired, not sent.
+        # Nothing is sent to a disabled endpoint: its deliveries wait until it is enabled.
         if endpoint["disabled_at"] is not None:
             raise ValidationFailed(
                 [FieldError(["path", "endpoint_id"], "the endpoint is disabled")],

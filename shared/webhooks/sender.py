@@ -3,7 +3,8 @@
 The rules it keeps:
 
 * The address is checked when the request is made, not only at registration: the host is
-  resolved, every address it resolves to must be public (unless
+  resolved (a lookup that does not answer in time puts the delivery off, see
+  `shared.webhooks.resolver`), every address it resolves to must be public (unless
   `webhook_allow_private`), and the request connects to the address that was checked
   (the IP in the URL, the real name in `Host` and, for https, in SNI, so the certificate
   is verified against the name). A name that resolves elsewhere between the check and
@@ -36,7 +37,7 @@ from shared.settings import Settings
 from shared.webhooks.delivery import Claimed, Outcome
 from shared.webhooks.secrets import unseal
 from shared.webhooks.signing import signature_header
-from shared.webhooks.urls import resolve_allowed
+from shared.webhooks.urls import LookupUnanswered, resolve_allowed
 
 
 def _user_agent() -> str:
@@ -119,6 +120,8 @@ def attempt(claimed: Claimed, settings: Settings, client: httpx.Client) -> Outco
         _, _, addresses = resolve_allowed(claimed.url, settings.webhook_allow_private)
     except PaysysError as exc:
         return Outcome(None, f"url not allowed: {exc.detail}")
+    except LookupUnanswered as exc:  # nothing known of the name: not the receiver's failure
+        return Outcome(None, str(exc), deferred="dns")
     except (OSError, UnicodeError) as exc:
         return Outcome(None, f"cannot resolve the host: {exc}")
     if not addresses:

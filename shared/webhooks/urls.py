@@ -15,7 +15,11 @@ The rule:
   private, shared (CGNAT), link-local, multicast, reserved, unspecified, documentation or
   benchmarking space, nor such an address wrapped in IPv6 (IPv4-mapped, NAT64); 6to4,
   Teredo, site-local and the other special IPv6 ranges are refused whole. A name that
-  does not resolve (in `RESOLVE_TIMEOUT` seconds) is refused too.
+  does not exist, or has no address, is refused too. One whose lookup does not answer
+  within `RESOLVE_TIMEOUT` seconds is neither allowed nor refused: nothing is known of it
+  (`LookupUnanswered`: registration answers 503 `service_unavailable`, to retry; a
+  delivery is put off, not held against the receiver). Lookups are bounded so that one
+  slow name never holds up the others (`shared.webhooks.resolver`).
 
 A name may resolve elsewhere by the time of a delivery (DNS rebinding): so the sender
 resolves it again with `resolve_allowed` and connects to one of the addresses checked,
@@ -24,22 +28,18 @@ never to whatever the name says a moment later.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import os
 import re
-import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.errors import WebhookUrlNotAllowed
+from shared.errors import ServiceUnavailable, WebhookUrlNotAllowed
+from shared.webhooks.resolver import RESOLVE_TIMEOUT, IpAddress, LookupUnanswered, resolver
+
+__all__ = ["RESOLVE_TIMEOUT", "LookupUnanswered"]
 
 MAX_URL_LENGTH = 2048
-RESOLVE_TIMEOUT = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # The IPv4 space that is not public, whatever `is_global` says in a given Python version
 # (3.11 calls 224.0.0.0/4 global, for one). RFC 6890 and the IANA special-purpose registry.
@@ -85,19 +85,6 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # `http://2130706433/`, `http://0x7f.1/` are 127.0.0.1): only the dotted-quad form is taken.
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _URL_CHARACTERS = re.compile(r"^[\x21-\x5b\x5d-\x7e]*$")  # printable ASCII, no \ nor space
-
-# Resolution in threads of its own: a slow DNS server stalls registrations, never the
-# threads the API's other work uses (`asyncio.to_thread`). A forked child (a worker's pool
-# process) gets a pool of its own: the parent's threads do not survive the fork.
-_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="paysys-resolve")
-
-
-def _new_resolver() -> None:
-    global _RESOLVER
-    _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="paysys-resolve")
-
-
-os.register_at_fork(after_in_child=_new_resolver)
 
 
 class MalformedUrl(ValueError):
@@ -205,22 +192,7 @@ def _refuse_private(target: Target, addresses: list[IpAddress]) -> None:
     )
 
 
-def _getaddrinfo(host: str, port: int) -> list[IpAddress]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):  # socket.gaierror is an OSError
-        return []
-    found: list[IpAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0])
-        if address not in found:
-            found.append(address)
-    return found
-
-
-def _unresolved(host: str, timed_out: bool) -> WebhookUrlNotAllowed:
-    if timed_out:
-        return WebhookUrlNotAllowed(f"{host} did not resolve within {RESOLVE_TIMEOUT:g} seconds")
+def _unresolved(host: str) -> WebhookUrlNotAllowed:
     return WebhookUrlNotAllowed(f"{host} does not resolve to any address")
 
 
@@ -240,10 +212,10 @@ async def check(url: str, allow_private: bool) -> Target:
     Raises `MalformedUrl` (the route answers 422 `validation_error`) or
     `WebhookUrlNotAllowed` (422 `webhook_url_not_allowed`): a scheme other than http(s);
     unless `allow_private`, a host that is not a public address, or a name that does not
-    resolve within `RESOLVE_TIMEOUT` seconds or resolves to any address that is not
-    public. With `allow_private`, names are not resolved at all (a development setup's
-    receivers may not be up yet). Resolution runs in threads of the module's own, never
-    on the event loop.
+    resolve or resolves to any address that is not public. `ServiceUnavailable` (503,
+    with Retry-After) when the name's lookup did not answer in time. With
+    `allow_private`, names are not resolved at all (a development setup's receivers may
+    not be up yet). Resolution runs on the resolver's threads, never on the event loop.
     """
     target = parse(url)
     if allow_private:
@@ -252,16 +224,14 @@ async def check(url: str, allow_private: bool) -> Target:
         _refuse_private(target, [target.address])
         return target
     _refuse_localhost(target)
-    loop = asyncio.get_running_loop()
     try:
-        addresses = await asyncio.wait_for(
-            loop.run_in_executor(_RESOLVER, _getaddrinfo, target.host, target.port),
-            RESOLVE_TIMEOUT,
-        )
-    except TimeoutError:
-        raise _unresolved(target.host, timed_out=True) from None
+        addresses = await resolver().resolve_async(target.host, target.port, RESOLVE_TIMEOUT)
+    except LookupUnanswered as exc:
+        unavailable = ServiceUnavailable(f"{exc}; try again shortly")
+        unavailable.headers["Retry-After"] = str(max(1, round(RESOLVE_TIMEOUT)))
+        raise unavailable from None
     if not addresses:
-        raise _unresolved(target.host, timed_out=False)
+        raise _unresolved(target.host)
     _refuse_private(target, addresses)
     return target
 
@@ -277,10 +247,11 @@ def resolve_allowed(url: str, allow_private: bool) -> tuple[str, int, list[str]]
     unchecked.
 
     Raises `WebhookUrlNotAllowed`, its detail saying why (fit to record as the attempt's
-    error), when the URL breaks the module's rule, when the name does not resolve within
-    `RESOLVE_TIMEOUT` seconds, or, unless `allow_private`, when any of its addresses is
-    not public. Blocks for up to `RESOLVE_TIMEOUT` seconds: call it from a thread, not
-    from an event loop.
+    error), when the URL breaks the module's rule, when the name does not resolve, or,
+    unless `allow_private`, when any of its addresses is not public; `LookupUnanswered`
+    when its lookup did not answer in time (nothing is known: put the delivery off).
+    Blocks for up to `RESOLVE_TIMEOUT` seconds: call it from a thread, not from an event
+    loop.
     """
     try:
         target = parse(url)
@@ -291,13 +262,9 @@ def resolve_allowed(url: str, allow_private: bool) -> tuple[str, int, list[str]]
     else:
         if not allow_private:
             _refuse_localhost(target)
-        future = _RESOLVER.submit(_getaddrinfo, target.host, target.port)
-        try:
-            addresses = future.result(timeout=RESOLVE_TIMEOUT)
-        except TimeoutError:
-            raise _unresolved(target.host, timed_out=True) from None
+        addresses = resolver().resolve(target.host, target.port, RESOLVE_TIMEOUT)
         if not addresses:
-            raise _unresolved(target.host, timed_out=False)
+            raise _unresolved(target.host)
     if not allow_private:
         _refuse_private(target, addresses)
     return target.host, target.port, [str(a) for a in addresses]

@@ -135,6 +135,8 @@ def said(url: str) -> Iterator[None]:
         raise Failure(f"cannot reach paysys at {url} (is `paysys run` going?)") from None
     except (httpx.TransportError, httpx.InvalidURL) as exc:
         raise Failure(f"cannot reach paysys at {url}: {exc}") from None
+    except TimeoutError as exc:  # a wait for an operation or a batch ran out
+        raise StillPending(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:
         # An answer that is not paysys's: another server on that address, say.
         raise Failure(f"{url} did not answer as paysys does ({exc!r})") from None

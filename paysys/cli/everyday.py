@@ -142,7 +142,14 @@ def operations() -> None:
 @click.option(
     "--wait", is_flag=True, help="Wait until it is final; exit 1 if it failed, 4 if still pending."
 )
-@click.option("--timeout", type=click.FloatRange(0, 3600), default=60.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 3600),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits.",
+)
 @output.json_option
 def operations_show(operation_id: str, wait: bool, timeout: float, as_json: bool) -> None:
     """An operation: its status, and its error if it failed."""

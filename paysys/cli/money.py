@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_STATUS = (
+    "Exit status: 0 succeeded (or accepted, with --no-wait); 1 the operation failed; "
+    "3 paysys refused the request or could not be reached; 4 still pending after --timeout."
+)
+
 
 def operation_options(command: F) -> F:
     """The options every money-moving command takes."""
@@ -51,7 +56,8 @@ def operation_options(command: F) -> F:
                 type=click.FloatRange(0, 3600),
                 default=60.0,
                 show_default=True,
-                help="Seconds to wait for the operation to be final.",
+                metavar="SECONDS",
+                help="How long to wait for the operation to be final.",
             ),
             output.json_option,
         ]
@@ -107,7 +113,7 @@ def report(operation: Operation, as_json: bool, *, waited: bool, timeout: float)
         )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("wallet_id")
 @click.argument("amount")
 @reference_option
@@ -132,7 +138,7 @@ def replenish(
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("wallet_id")
 @click.argument("amount")
 @reference_option
@@ -158,7 +164,7 @@ def withdraw(
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("from_wallet_id")
 @click.argument("to_wallet_id")
 @click.argument("amount")
@@ -190,7 +196,7 @@ def transfer(
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("from_wallet_id")
 @click.argument("amount")
 @click.option(
@@ -237,7 +243,7 @@ def hold(
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("hold_id")
 @click.argument("amount", required=False)
 @reference_option
@@ -261,7 +267,7 @@ def capture(
     )
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("hold_id")
 @operation_options
 def void(
@@ -271,7 +277,7 @@ def void(
     submit(lambda p: p.void(hold_id, idempotency_key=idempotency_key), wait, timeout, as_json)
 
 
-@click.command()
+@click.command(epilog=EXIT_STATUS)
 @click.argument("operation_id")
 @click.argument("amount", required=False)
 @reference_option

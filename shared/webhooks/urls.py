@@ -186,9 +186,10 @@ def _refuse_private(target: Target, addresses: list[IpAddress]) -> None:
             f"{target.address} is not a public address (loopback, private, link-local or "
             "otherwise reserved); webhooks are only sent to public addresses"
         )
+    # Which address, the caller is not told: it would map paysys's private network.
     raise WebhookUrlNotAllowed(
-        f"{target.host} resolves to {refused[0]}, which is not a public address (loopback, "
-        "private, link-local or otherwise reserved); webhooks are only sent to public addresses"
+        f"{target.host} resolves to an address that is not public (loopback, private, "
+        "link-local or otherwise reserved); webhooks are only sent to public addresses"
     )
 
 

@@ -78,7 +78,9 @@ class EventsAndWebhooks:
     ) -> WebhookEndpointCreated:
         """Register `url` for the events of `event_types` (["*"]: every type) created from
         now on. The answer's `secret` signs the deliveries (see `verify_webhook`); it is
-        never shown again."""
+        never shown again. Not retried once it may have reached paysys (a second
+        registration would be a second endpoint): after a network error, list the
+        endpoints to see whether it was made."""
         payload: dict[str, Any] = {"url": url, "event_types": list(event_types)}
         if description is not None:
             payload["description"] = description
@@ -100,7 +102,9 @@ class EventsAndWebhooks:
 
     def enable_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
         """Turn on again an endpoint that was disabled after failing for too long."""
-        return WebhookEndpoint.parse(self._http.json("POST", _path(endpoint_id, "/enable")))
+        return WebhookEndpoint.parse(
+            self._http.json("POST", _path(endpoint_id, "/enable"), idempotent=True)
+        )
 
     def list_webhook_deliveries(
         self, endpoint_id: str, *, limit: int = 50, cursor: str | None = None
@@ -114,8 +118,11 @@ class EventsAndWebhooks:
     def redeliver(self, endpoint_id: str, event_id: str) -> WebhookDelivery:
         """Send one of the tenant's events to the endpoint again, as soon as possible
         (its attempts show in `list_webhook_deliveries`)."""
-        body = self._http.json(
-            "POST", _path(endpoint_id, "/redeliveries"), json={"event_id": event_id}
+        body = self._http.json(  # asked twice, it is still one delivery, due now
+            "POST",
+            _path(endpoint_id, "/redeliveries"),
+            json={"event_id": event_id},
+            idempotent=True,
         )
         return WebhookDelivery.parse(body)
 

@@ -1,10 +1,15 @@
 """The client's HTTP: every request retried the same way, every error one exception.
 
-Network errors, 503 (a dependency down, or `overloaded`), 409 (the same Idempotency-Key
-still in flight) and 429 are retried, with the request's same Idempotency-Key, so a retry
-never moves money twice. A retry waits at least the server's Retry-After; all the retries
-of one call wait at most `max_retry_wait` seconds in total, after which the last answer
-is raised. Any other 4xx or 5xx is an `ApiError` at once.
+503 (a dependency down, or `overloaded`), 409 (the same Idempotency-Key still in flight)
+and 429 are retried: the server says it did nothing. A network error is retried only when
+doing the request twice changes nothing: a request with an Idempotency-Key (retried with
+the same key, so a retry never moves money twice), a read (GET, HEAD), a call that is
+idempotent by nature (`idempotent=True`), or any request that was never sent (no
+connection could be made). Otherwise the answer may have been lost after the server
+acted on it (a read timeout after the commit of a new webhook endpoint), and a retry
+would act again: the error is raised. A retry waits at least the server's Retry-After;
+all the retries of one call wait at most `max_retry_wait` seconds in total, after which
+the last answer is raised. Any other 4xx or 5xx is an `ApiError` at once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from typing import Any
 import httpx
 
 RETRY_STATUSES = {409, 429, 503}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Errors raised before any byte of the request was sent: retrying them is always safe.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ApiError(Exception):
@@ -64,10 +72,16 @@ class RetryingHttp:
         self._http.close()
 
     def json(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """The decoded body of the answer to a request that moves no money."""
-        return self.send(method, path, json=json, params=params).json()
+        return self.send(method, path, json=json, params=params, idempotent=idempotent).json()
 
     def send(
         self,
@@ -77,9 +91,13 @@ class RetryingHttp:
         json: Any = None,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        """The answer to a request, retried as the module says; ApiError for a 4xx/5xx."""
+        """The answer to a request, retried as the module says; ApiError for a 4xx/5xx.
+        `idempotent`: doing it twice is as doing it once (retried after a network error
+        even if it may have reached the server)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        repeatable = bool(idempotency_key) or idempotent or method.upper() in SAFE_METHODS
         attempt = 0
         waited = 0.0
         while True:
@@ -88,8 +106,10 @@ class RetryingHttp:
                 response = self._http.request(
                     method, path, json=json, params=params, headers=headers
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 delay = _delay(attempt, None)
+                if not (repeatable or isinstance(exc, NOT_SENT)):
+                    raise  # it may have been done: doing it again could do it twice
                 if attempt > self.retries or waited + delay > self.max_retry_wait:
                     raise
                 time.sleep(delay)

@@ -137,6 +137,9 @@ def test_the_timestamp_must_be_within_the_tolerance(
         f"t={T},v1=",
         f"t={T},v1={KNOWN_V1.upper()}",
         f"t={T},v1={KNOWN_V1[:-1]}",
+        f"t={'9' * 13},v1={KNOWN_V1}",  # no Unix time of this world
+        f"t={'9' * 5000},v1={KNOWN_V1}",  # past int()'s limit on digits
+        f"t={'0' * 100}{T},v1={KNOWN_V1}",
     ],
 )
 def test_a_malformed_header_is_refused(header: str) -> None:
@@ -211,5 +214,8 @@ def test_with_keys_secrets_are_encrypted_and_keys_rotate() -> None:
 
 def test_a_malformed_key_is_named() -> None:
     good = Fernet.generate_key().decode()
-    with pytest.raises(SecretKeysError, match="key 2 is not a Fernet key"):
-        seal(new_secret(), Settings(webhook_secret_keys=f"{good},not-a-key"))
+    keys = f"{good},not-a-key"
+    with pytest.raises(ValueError, match="PAYSYS_WEBHOOK_SECRET_KEYS must be comma-separated"):
+        Settings(webhook_secret_keys=keys)  # refused at start
+    with pytest.raises(SecretKeysError, match="key 2 is not a Fernet key"):  # and if not
+        seal(new_secret(), Settings.model_construct(webhook_secret_keys=keys))

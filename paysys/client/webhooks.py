@@ -28,6 +28,9 @@ import time
 from typing import Any
 
 DEFAULT_TOLERANCE = 300
+# Unix seconds have 10 digits until the year 2286; a longer `t` is no timestamp of paysys's
+# (and a huge one would cost int() its time, or exceed its limit on digits).
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class WebhookSignatureError(ValueError):
@@ -47,7 +50,12 @@ def _parse(header: str) -> tuple[int, list[str]]:
         elif name == "v1":
             signatures.append(value)
         # Other schemes (a future v2) are not this version's to check.
-    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+    if (
+        len(timestamps) != 1
+        or not timestamps[0].isascii()
+        or not timestamps[0].isdigit()
+        or len(timestamps[0]) > MAX_TIMESTAMP_DIGITS
+    ):
         raise WebhookSignatureError("Paysys-Signature has no valid timestamp (t=)")
     if not signatures:
         raise WebhookSignatureError("Paysys-Signature has no v1 signature")

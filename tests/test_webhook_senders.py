@@ -1,7 +1,7 @@
 """The webhook senders through the real stack, on what they owe the endpoints they serve
 beyond one delivery: a disabled endpoint's deliveries kept for when it is enabled again,
-a slow receiver with a backlog never holding every sending thread, and paysys's own
-failures never held against a receiver.
+a slow receiver with a backlog never holding every sending thread, paysys's own failures
+never held against a receiver, and a new account waking the senders for its event.
 
 The stack's settings (tests/stack.py): private receivers allowed, retries at most 2 s
 apart, a 2 s timeout, 8 sending threads.
@@ -14,11 +14,15 @@ from collections.abc import Iterator
 
 import psycopg2.extensions
 import pytest
+import redis
 from cryptography.fernet import Fernet
 
 from paysys.client import verify_webhook
+from shared.doorbell import webhooks_doorbell_key
+from shared.settings import get_settings
 from tests.conftest import Stack, query
 from tests.helpers import Api
+from tests.stack import REDIS_URL
 from tests.webhook_receiver import Plan, Receiver, attempts, metric, register, wait_attempts
 
 Conn = psycopg2.extensions.connection
@@ -170,3 +174,36 @@ def test_a_secret_paysys_cannot_unseal_is_not_held_against_the_receiver(
     verify_webhook(got.body, got.headers["paysys-signature"], endpoint["secret"])
     rows = wait_attempts(db, endpoint["id"], lambda rows: len(rows) >= 1)
     assert [row[1:5] for row in rows] == [(1, 200, None, True)]
+
+
+def test_a_new_account_wakes_the_senders(stack: Stack, api: Api) -> None:
+    """Its account.created event may be for an endpoint: the API rings the senders'
+    doorbell (looked at with the senders and the sweeper stopped, so that nothing else
+    rings it nor clears it)."""
+    key = webhooks_doorbell_key(get_settings())
+    client = redis.Redis.from_url(REDIS_URL)
+    stack.sweeper.stop()
+    stack.webhooks.stop()
+    try:
+
+        def rung() -> None:  # (in the background: it may come after the answer)
+            deadline = time.monotonic() + 5
+            while not client.exists(key):
+                assert time.monotonic() < deadline, "the account's creation rang nothing"
+                time.sleep(0.05)
+            client.delete(key)
+
+        client.delete(key)
+        api.create_account("rings")
+        rung()
+        assert api.post("/v1/accounts", {"name": "once"}, key="k1").status_code == 201
+        rung()
+        again = api.post("/v1/accounts", {"name": "once"}, key="k1")
+        assert again.headers.get("idempotent-replayed") == "true"
+        time.sleep(0.5)
+        assert not client.exists(key)  # a replay created nothing: nothing to send
+    finally:
+        client.close()
+        stack.webhooks.start()
+        stack.sweeper.start()
+        stack.webhooks.wait_for_log("ready.", timeout=60)

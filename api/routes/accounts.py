@@ -20,6 +20,7 @@ from api.jsonbody import JsonRoute
 from api.requests import AccountCreate
 from api.responses import Model
 from api.routes.common import accepted_response, check_currency
+from api.webhooks_wake import wake_senders
 from shared.accounts import repository as accounts
 from shared.doorbell import events_key
 from shared.errors import NotFound
@@ -55,6 +56,9 @@ async def create_account(
     )
     if not accepted.replayed:
         res.hub.announce([events_key(tenant)])
+        # Its account.created event may be for a webhook endpoint: wake the senders (a
+        # SET NX in the background; nothing more while they are awake).
+        wake_senders(res.doorbell, res.settings)
     document = serialize.account(accepted.resource)
     return accepted_response(accepted, document, f"/v1/accounts/{accepted.resource['id']}")
 

@@ -207,3 +207,22 @@ def test_a_new_account_wakes_the_senders(stack: Stack, api: Api) -> None:
         stack.webhooks.start()
         stack.sweeper.start()
         stack.webhooks.wait_for_log("ready.", timeout=60)
+
+
+def test_no_secret_in_the_senders_log(stack: Stack, api: Api, receiver: Receiver, db: Conn) -> None:
+    endpoint = register(api, receiver.url("/logged", Plan(fail_first=2)), ["account.created"])
+    api.create_account("failed twice, then delivered")
+    wait_attempts(db, endpoint["id"], lambda rows: len(rows) >= 3 and rows[-1][4])
+    [(stored,)] = query(db, "SELECT secret FROM webhook_endpoint WHERE id = %s", endpoint["id"])
+    for service in stack.services:
+        assert endpoint["secret"] not in service.log(), service.name
+        assert stored not in service.log(), service.name
+    # The stack stores secrets in the clear (no PAYSYS_WEBHOOK_SECRET_KEYS): both processes
+    # that handle them said so at their start.
+    for service in (stack.api, stack.webhooks):
+        warned = [
+            line
+            for line in service.log().splitlines()
+            if "webhook signing secrets are stored unencrypted" in line
+        ]
+        assert warned and all("WARNING" in line for line in warned), service.name

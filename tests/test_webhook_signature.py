@@ -1,19 +1,36 @@
 """Signing webhook deliveries (`shared.webhooks.signing`) and checking them
 (`paysys.client.verify_webhook`), as API.md defines the signature; and the storage of
-signing secrets (`shared.webhooks.secrets`)."""
+signing secrets (`shared.webhooks.secrets`): sealed, warned of when they are not, never
+shown, sealed under embedded servers with a key of the folder."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
+import os
+import stat
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.fernet import Fernet
 
+from paysys.cli import servers
 from paysys.client import WebhookSignatureError, verify_webhook
-from shared.settings import Settings
-from shared.webhooks.secrets import SecretKeysError, new_secret, seal, unseal
+from paysys.embedded.secret_keys import folder_secret_keys
+from shared.settings import Settings, get_settings
+from shared.webhooks.delivery import Claimed
+from shared.webhooks.secrets import (
+    SecretKeysError,
+    new_secret,
+    seal,
+    unseal,
+    warn_if_unsealed,
+)
 from shared.webhooks.signing import signature_header
 
 SECRET = "whsec_test_secret"
@@ -219,3 +236,54 @@ def test_a_malformed_key_is_named() -> None:
         Settings(webhook_secret_keys=keys)  # refused at start
     with pytest.raises(SecretKeysError, match="key 2 is not a Fernet key"):  # and if not
         seal(new_secret(), Settings.model_construct(webhook_secret_keys=keys))
+
+
+def test_secrets_in_the_clear_are_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("paysys.test")
+    with caplog.at_level(logging.WARNING, logger="paysys.test"):
+        warn_if_unsealed(Settings(webhook_secret_keys=Fernet.generate_key().decode()), log)
+        assert caplog.records == []
+        warn_if_unsealed(Settings(webhook_secret_keys=""), log)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "PAYSYS_WEBHOOK_SECRET_KEYS is not set" in record.getMessage()
+
+
+def test_a_claimed_delivery_never_shows_its_secret() -> None:
+    secret = new_secret()
+    claimed = Claimed(
+        endpoint_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        attempt=1,
+        url="https://example.com/hooks",
+        secret=seal(secret, Settings(webhook_secret_keys="")),
+        failing=False,
+        event_type="account.created",
+        event_created_at=datetime.now(UTC),
+        data="{}",
+    )
+    assert secret not in repr(claimed) and secret not in str(claimed)
+    assert "https://example.com/hooks" in repr(claimed)
+
+
+def test_embedded_servers_seal_with_a_key_of_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = folder_secret_keys(tmp_path)
+    Fernet(key)  # a key Fernet takes
+    path = tmp_path / "webhook-secret-keys"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert folder_secret_keys(tmp_path) == key  # kept: the secrets it sealed stay readable
+    assert [p.name for p in tmp_path.iterdir()] == ["webhook-secret-keys"]
+
+    folder = SimpleNamespace(root=tmp_path)
+    monkeypatch.delenv("PAYSYS_WEBHOOK_SECRET_KEYS", raising=False)
+    servers._seal_with_the_folders_key(folder)  # type: ignore[arg-type]
+    assert get_settings().webhook_secret_keys == key
+    mine = Fernet.generate_key().decode()
+    monkeypatch.setenv("PAYSYS_WEBHOOK_SECRET_KEYS", mine)  # the operator's own comes first
+    servers._seal_with_the_folders_key(folder)  # type: ignore[arg-type]
+    assert os.environ["PAYSYS_WEBHOOK_SECRET_KEYS"] == mine
+    monkeypatch.delenv("PAYSYS_WEBHOOK_SECRET_KEYS")
+    get_settings.cache_clear()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from paysys.embedded.secret_keys import folder_secret_keys
 from paysys.embedded.servers import AlreadyRunning, Embedded
 from shared.settings import Settings, get_settings
 
@@ -28,7 +29,8 @@ def use_servers(
     command. `shared`: a long-running service (api, worker, sweeper), which must share
     its servers with the others, so only `paysys run`'s will do. `before_start`: checks
     to make once the folder is known to be free, before anything slow starts. Returns the
-    embedded servers this command started, if any.
+    embedded servers this command started, if any. With embedded servers, unless
+    PAYSYS_WEBHOOK_SECRET_KEYS is set, the folder's key seals webhook signing secrets.
     """
     settings = Settings()
     if settings.database_url and settings.redis_url:
@@ -55,6 +57,7 @@ def use_servers(
                 err=True,
             )
             _point_at(running.database_url, running.redis_url)
+            _seal_with_the_folders_key(embedded)
             return None
         if shared:
             raise click.UsageError(
@@ -74,6 +77,7 @@ def use_servers(
         raise click.ClickException(str(exc)) from None
     click.get_current_context().call_on_close(embedded.stop)
     _point_at(addresses.database_url, addresses.redis_url)
+    _seal_with_the_folders_key(embedded)
     if not owner and migrate:
         from shared.migrate import upgrade
 
@@ -85,6 +89,15 @@ def _point_at(database_url: str, redis_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url  # read by this process and every child
     os.environ["REDIS_URL"] = redis_url
     get_settings.cache_clear()
+
+
+def _seal_with_the_folders_key(embedded: Embedded) -> None:
+    """With embedded servers and no PAYSYS_WEBHOOK_SECRET_KEYS, the folder's own key
+    (`paysys.embedded.secret_keys`), for this process and every child: development seals
+    signing secrets as production does, and every command of the folder unseals them."""
+    if not Settings().webhook_secret_keys.strip():
+        os.environ["PAYSYS_WEBHOOK_SECRET_KEYS"] = folder_secret_keys(embedded.root)
+        get_settings.cache_clear()
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -88,6 +88,9 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
+    from shared.webhooks.secrets import warn_if_unsealed
+
+    warn_if_unsealed(settings, logging.getLogger("paysys.api"))
     logging.getLogger("paysys.api").info("listening on http://%s:%s", host, port)
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
@@ -176,8 +179,10 @@ def webhooks(concurrency: int | None, no_restart: bool, ready_fd: int | None) ->
         use_servers(shared=True)
         from paysys.process_metrics import serve_metrics
         from paysys.supervisor import keep_alive
+        from shared.webhooks.secrets import warn_if_unsealed
 
         settings = get_settings()
+        warn_if_unsealed(settings, logging.getLogger("paysys.webhooks"))
         if settings.worker_metrics_port:
             serve_metrics(settings.worker_metrics_port, settings.metrics_dir)
         args = ["webhooks", "--no-restart", *_ready_args(ready_fd)]

@@ -16,8 +16,8 @@ Python installed (`DATABASE_URL` and `REDIS_URL` both unset).
   on disk: Redis only carries wake-ups in paysys. (`redis_server`)
 
 `./.paysys` is private to its owner (0700), and every file in it that holds a secret (the
-Redis password, the server addresses, the development API key) is created readable by
-its owner only. (`folder`)
+Redis password, the server addresses, the development API key, the key that seals webhook
+signing secrets) is created readable by its owner only. (`folder`, `secret_keys`)
 
 `paysys run` owns the servers: it holds `.paysys/run.lock` while it runs (a second
 `paysys run` in the same folder is told so), writes their addresses to

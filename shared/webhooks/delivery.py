@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,7 @@ class Claimed:
     tenant_id: uuid.UUID
     attempt: int
     url: str
-    secret: str
+    secret: str = field(repr=False)  # as stored (sealed, or in the clear): never shown
     failing: bool  # the endpoint was failing when claimed
     event_type: str
     event_created_at: datetime

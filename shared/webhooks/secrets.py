@@ -17,6 +17,7 @@ key that decrypts it (`SecretKeysError` otherwise).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from functools import lru_cache
 
@@ -31,6 +32,18 @@ _PLAIN = "plain:"
 
 class SecretKeysError(RuntimeError):
     """PAYSYS_WEBHOOK_SECRET_KEYS is malformed, missing, or has no key for a secret."""
+
+
+def warn_if_unsealed(settings: Settings, log: logging.Logger) -> None:
+    """At the start of a process that stores or reads secrets (`paysys api`, `paysys
+    webhooks`): say loudly if they are kept in the clear."""
+    if _fernet(settings.webhook_secret_keys) is None:
+        log.warning(
+            "PAYSYS_WEBHOOK_SECRET_KEYS is not set: webhook signing secrets are stored "
+            "unencrypted, and whoever reads the database can sign deliveries as paysys. "
+            "Set it to a Fernet key (python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'), the same for every paysys process"
+        )
 
 
 def new_secret() -> str:

@@ -1,7 +1,8 @@
 """Claims of webhook deliveries (`shared.webhooks.claim_repository`), on a scratch
 database: round-robin over the endpoints, each endpoint held to its cap (lower when it is
 failing), a disabled endpoint's deliveries left as they are until it is enabled, a
-deleted endpoint's retired, and a long backlog of an endpoint at its cap never read."""
+deleted endpoint's retired, and a long backlog of an endpoint at its cap never read; and
+the log of an attempt that a later claim overtook."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import psycopg2.extensions
 import pytest
 
 from shared.webhooks import claim_repository as claims
+from shared.webhooks import repository as repo
 from tests.webhook_scratch import (
     execute,
     new_delivery,
@@ -159,3 +161,35 @@ def test_a_long_backlog_of_an_endpoint_at_its_cap_is_not_read(db: tuple[str, Con
     assert top is not None, plan
     touched = int(top.group(1)) + int(top.group(2) or 0)
     assert touched < 150, plan
+
+
+def test_an_overtaken_attempt_is_logged_with_the_deliverys_next_attempt(
+    db: tuple[str, Conn],
+) -> None:
+    """Attempt 1 outlived its lease and the delivery was claimed again (attempt 2, in
+    flight): attempt 1's failure moves nothing, and its log says when the delivery is
+    next due as it stands (the lease of attempt 2), not nothing."""
+    _, conn = db
+    tenant = new_tenant(conn)
+    endpoint = new_endpoint(conn, tenant)
+    event = new_event(conn, tenant)
+    new_delivery(conn, endpoint, event, tenant, due="now() + interval '30 seconds'", attempts=2)
+    with conn.cursor() as cur:
+        outcome = {
+            "endpoint_id": endpoint,
+            "event_id": event,
+            "tenant_id": tenant,
+            "attempt": 1,
+            "status_code": None,
+            "error": "timeout",
+            "delivered": False,
+            "delay": 10.0,
+        }
+        repo.record(cur, [outcome], 3600.0)
+    [(logged, due, attempts)] = execute(
+        conn,
+        "SELECT a.next_attempt_at, d.next_attempt_at, d.attempts FROM webhook_attempt a "
+        "JOIN webhook_delivery d USING (endpoint_id, event_id) WHERE a.endpoint_id = %s",
+        endpoint,
+    )
+    assert attempts == 2 and logged is not None and logged == due

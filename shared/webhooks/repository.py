@@ -60,9 +60,15 @@ WITH input AS (
     INSERT INTO webhook_attempt (endpoint_id, event_id, tenant_id, attempt, status_code,
                                  error, delivered, next_attempt_at)
     SELECT i.endpoint_id, i.event_id, i.tenant_id, i.attempt, i.status_code, i.error,
-           i.delivered, CASE WHEN NOT i.delivered THEN m.next_attempt_at END
+           i.delivered,
+           -- The delivery's next attempt: as this moved it, or, if a later claim overtook
+           -- this attempt (not moved), as it stands (this statement's snapshot).
+           CASE WHEN i.delivered THEN NULL
+                WHEN m.endpoint_id IS NOT NULL THEN m.next_attempt_at
+                ELSE d.next_attempt_at END
     FROM input i
     LEFT JOIN moved m ON m.endpoint_id = i.endpoint_id AND m.event_id = i.event_id
+    LEFT JOIN webhook_delivery d ON d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id
     ORDER BY i.n
     ON CONFLICT DO NOTHING
 )

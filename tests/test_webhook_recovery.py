@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -125,6 +126,32 @@ def test_the_request_goes_to_the_checked_address_under_its_name(receiver: Receiv
     with sender.make_client(settings) as client:
         closed = sender.attempt(claimed("http://127.0.0.1:9/", settings), settings, client)
     assert (closed.status_code, closed.error) == (None, "connection refused")
+
+
+def test_an_address_that_refuses_gives_way_to_the_next(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with two addresses, the first refusing connections (nothing listens on
+    127.0.0.2): the delivery goes to the second, still under the name."""
+    settings = get_settings().model_copy(update={"webhook_allow_private": True})
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list[Any]:
+        if host != "two.example":
+            return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in ("127.0.0.2", "127.0.0.1")
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    receiver.url("/second")
+    url = f"http://two.example:{receiver.port}/second"
+    with sender.make_client(settings) as client:
+        outcome = sender.attempt(claimed(url, settings), settings, client)
+    assert outcome.delivered, outcome
+    [request] = receiver.at("/second")
+    assert request.headers["host"] == f"two.example:{receiver.port}"
 
 
 def test_the_backoff_doubles_with_jitter_up_to_its_cap() -> None:

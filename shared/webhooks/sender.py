@@ -5,10 +5,11 @@ The rules it keeps:
 * The address is checked when the request is made, not only at registration: the host is
   resolved (a lookup that does not answer in time puts the delivery off, see
   `shared.webhooks.resolver`), every address it resolves to must be public (unless
-  `webhook_allow_private`), and the request connects to the address that was checked
+  `webhook_allow_private`), and the request connects to an address that was checked
   (the IP in the URL, the real name in `Host` and, for https, in SNI, so the certificate
-  is verified against the name). A name that resolves elsewhere between the check and
-  the connection (DNS rebinding) changes nothing.
+  is verified against the name): the first, or, if it refuses the connection, the next.
+  A name that resolves elsewhere between the check and the connection (DNS rebinding)
+  changes nothing.
 * The body is the event exactly as the feed serves it (`event_body`), signed with the
   endpoint's secret (`Paysys-Signature: t=...,v1=...`).
 * Delivered means a 2xx status within `webhook_timeout_seconds` for the whole exchange
@@ -126,30 +127,19 @@ def attempt(claimed: Claimed, settings: Settings, client: httpx.Client) -> Outco
         return Outcome(None, f"cannot resolve the host: {exc}")
     if not addresses:
         return Outcome(None, "cannot resolve the host: no address")
-    address = str(ipaddress.ip_address(str(addresses[0])))
-    target, host_header, name = _pinned(claimed.url, address)
     body = event_body(claimed.event_id, claimed.event_type, claimed.event_created_at, claimed.data)
     signature = signature_header(body, unseal(claimed.secret, settings), int(time.time()))
     headers = {
-        "Host": host_header,
+        "Host": httpx.URL(claimed.url).netloc.decode("ascii"),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "Paysys-Event-Id": str(claimed.event_id),
         "Paysys-Signature": signature,
     }
     deadline = _Deadline(settings.webhook_timeout_seconds)
-    extensions: dict[str, Any] = {"trace": deadline.trace}
-    if target.scheme == "https":
-        extensions["sni_hostname"] = name
     try:
-        with (
-            deadline.running(),
-            client.stream(
-                "POST", target, content=body, headers=headers, extensions=extensions
-            ) as response,
-        ):
-            _read_some(response, settings.webhook_max_response_bytes, deadline)
-            status = response.status_code
+        with deadline.running():
+            status = _post(client, claimed.url, addresses, body, headers, deadline, settings)
     except httpx.TimeoutException:
         return Outcome(None, "timeout")
     except httpx.HTTPError as exc:
@@ -159,6 +149,35 @@ def attempt(claimed: Claimed, settings: Settings, client: httpx.Client) -> Outco
     if 200 <= status <= 299:
         return Outcome(status, None)
     return Outcome(status, f"status {status}")
+
+
+def _post(
+    client: httpx.Client,
+    url: str,
+    addresses: list[str],
+    body: bytes,
+    headers: dict[str, str],
+    deadline: _Deadline,
+    settings: Settings,
+) -> int:
+    """The status of the POST to the first checked address that takes the connection: one
+    that refuses it (or cannot be reached: nothing was sent) gives way to the next, all
+    within the one deadline."""
+    for n, checked in enumerate(addresses):
+        target, _, name = _pinned(url, str(ipaddress.ip_address(checked)))
+        extensions: dict[str, Any] = {"trace": deadline.trace}
+        if target.scheme == "https":
+            extensions["sni_hostname"] = name
+        try:
+            with client.stream(
+                "POST", target, content=body, headers=headers, extensions=extensions
+            ) as response:
+                _read_some(response, settings.webhook_max_response_bytes, deadline)
+                return response.status_code
+        except httpx.ConnectError:
+            if n + 1 == len(addresses) or deadline.expired:
+                raise
+    raise AssertionError("no address to send to")
 
 
 def _read_some(response: httpx.Response, limit: int, deadline: _Deadline) -> None:

@@ -6,6 +6,7 @@ import itertools
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from paysys.client import (
@@ -103,3 +104,26 @@ def test_redelivery(client: Paysys) -> None:
     with pytest.raises(ApiError) as unknown:
         client.redeliver(endpoint.id, "0191a1c2-0000-7000-8000-00000000beef")
     assert unknown.value.status == 404
+
+
+def test_tailing_pauses_when_a_long_poll_comes_back_empty_early() -> None:
+    """A server that answers a long poll at once with no items (it woke for events of
+    other types, say) is asked again after a short pause, not in a tight loop."""
+    asked: list[float] = []
+    event = {
+        "id": "0191a1c2-0000-7000-8000-00000000e001",
+        "type": "account.created",
+        "created_at": "2026-12-02T10:00:00Z",
+        "data": {"id": "0191a1c2-0000-7000-8000-00000000aaaa"},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(time.monotonic())
+        items = [event] if len(asked) > 3 else []
+        return httpx.Response(200, json={"items": items, "next_cursor": f"c{len(asked)}"})
+
+    with Paysys("http://paysys.test", "key", transport=httpx.MockTransport(handler)) as paysys:
+        first = next(paysys.iter_events(types=["account.created"], wait=5))
+    assert first.id == event["id"] and len(asked) == 4
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
+    assert all(gap >= 0.45 for gap in gaps), gaps

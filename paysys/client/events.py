@@ -19,8 +19,10 @@ from paysys.client.event_models import (
 from paysys.client.http import RetryingHttp
 from paysys.client.models import Page
 
-# How long `iter_events` pauses after an empty page when it does not long poll.
+# How long `iter_events` pauses after an empty page when it does not long poll, and after
+# a long poll that came back empty before its wait.
 IDLE_PAUSE = 1.0
+EARLY_EMPTY_PAUSE = 0.5
 
 
 class EventsAndWebhooks:
@@ -62,11 +64,18 @@ class EventsAndWebhooks:
         handled (`list_events`) rather than an event."""
         wanted = None if types is None else list(types)
         while True:
+            asked = time.monotonic()
             page = self.list_events(cursor, wanted, limit=200, wait=wait)
             yield from page
             cursor = page.next_cursor
-            if not page and not wait:
+            if page:
+                continue
+            if not wait:
                 time.sleep(IDLE_PAUSE)
+            elif time.monotonic() - asked < wait:
+                # Empty before its wait was up (the server woke for events of other types,
+                # or answered at once): ask again, but not in a tight loop.
+                time.sleep(EARLY_EMPTY_PAUSE)
 
     # --- webhook endpoints ---------------------------------------------------------------
 

@@ -1,8 +1,8 @@
-"""Waking the webhook senders after a commit that gives them work (a redelivery asked for,
-an endpoint enabled again): the doorbell of `shared.doorbell.webhooks_doorbell_key`, rung
-as the drains' are (`api.doorbell`): `SET NX`, and a task for the webhooks queue only if
-it was silent. Best effort: the sweeper wakes the senders periodically too, so a lost
-wake-up costs latency, never a delivery."""
+"""Waking the webhook senders after a commit that gives them work (an account created, with
+its event; a redelivery asked for; an endpoint enabled again): the doorbell of
+`shared.doorbell.webhooks_doorbell_key`, rung as the drains' are (`api.doorbell`): `SET
+NX`, and a task for the webhooks queue only if it was silent. Best effort: the sweeper
+wakes the senders periodically too, so a lost wake-up costs latency, never a delivery."""
 
 from __future__ import annotations
 

@@ -72,6 +72,7 @@ def test_claims_go_round_robin_each_endpoint_to_its_cap(db: tuple[str, Conn]) ->
     held = Counter(row[0] for row in first + more)
     assert held == {old: 4, new: 4, failing: 2}  # each to its cap, counting what it holds
     assert claim(conn, 50, busy=dict(held)) == []
+    assert claim(conn, 50, busy={**held, failing: 3}) == []  # over its cap: no room
     for row in first + more:
         assert row[3] == 1  # the attempt counted
 

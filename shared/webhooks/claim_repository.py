@@ -75,7 +75,7 @@ busy AS (
     FROM endpoints e
     CROSS JOIN LATERAL (SELECT endpoint_id, event_id, next_attempt_at FROM webhook_delivery
                         WHERE endpoint_id = e.id AND next_attempt_at <= now()
-                        ORDER BY next_attempt_at LIMIT e.room) c
+                        ORDER BY next_attempt_at LIMIT greatest(e.room, 0)) c
     WHERE NOT e.deleted AND e.room > 0
 ), chosen AS MATERIALIZED (
     SELECT endpoint_id, event_id FROM candidates

@@ -13,6 +13,7 @@ import psycopg2.extensions
 import pytest
 
 from api.console import feed_reads, reads, system_reads
+from tests.scratch_ledger import scratch_database
 
 T = uuid.uuid4()
 X = uuid.uuid4()
@@ -93,9 +94,17 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def fresh_database() -> Iterator[str]:
+    """A database of its own: the shared test database's statistics change with every test
+    run before this one, and with them the planner's choices among indexes."""
+    for url, _ in scratch_database():
+        yield url
+
+
 @pytest.fixture
-def planner(database_url: str) -> Iterator[psycopg2.extensions.cursor]:
-    conn = psycopg2.connect(database_url)
+def planner(fresh_database: str) -> Iterator[psycopg2.extensions.cursor]:
+    conn = psycopg2.connect(fresh_database)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SET plan_cache_mode = force_generic_plan")

@@ -252,11 +252,23 @@ def test_a_cursor_never_skips_an_event_that_commits_late(api: Api, database_url:
     tenant = query_tenant(database_url, seen[0]["id"])
     slow = psycopg2.connect(database_url)
     try:
-        with slow.cursor() as cur:
+        account = str(uuid.uuid4())
+        with slow.cursor() as cur:  # an account created as the intake does, slowly
             cur.execute(
-                "INSERT INTO event (id, tenant_id, type, data)"
-                " VALUES (%s, %s, 'account.created', '{\"slow\": true}')",
-                (str(uuid.uuid4()), tenant),
+                "INSERT INTO account (id, tenant_id, name) VALUES (%s, %s, 'slow')",
+                (account, tenant),
+            )
+            wallet = str(uuid.uuid4())
+            cur.execute(
+                "INSERT INTO wallet (id, account_id, tenant_id, currency)"
+                " VALUES (%s, %s, %s, 'USD')",
+                (wallet, account, tenant),
+            )
+            cur.execute("INSERT INTO wallet_sequence (wallet_id) VALUES (%s)", (wallet,))
+            cur.execute(
+                "INSERT INTO event (id, tenant_id, type, data) VALUES"
+                " (%s, %s, 'account.created', json_build_object('id', %s::text, 'slow', true))",
+                (str(uuid.uuid4()), tenant, account),
             )
         for i in range(3):
             api.create_account(f"after {i}")
